@@ -1,0 +1,3 @@
+//! `pgline-server`: the manufacturing API and health endpoints on a pgline pool.
+
+fn main() {}
