@@ -1,0 +1,160 @@
+//! The handle traits: [`Database`] for the domain layer, [`Session`] for the
+//! inside of a transaction.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::error::{DbError, ErrorKind, TransactionError};
+use crate::health::{CloseReport, HealthReport};
+use crate::stats::PoolStats;
+
+/// A boxed, sendable future (the same shape as `futures::future::BoxFuture`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Statement parameters, as tokio-postgres takes them.
+pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// One exclusively held connection inside a transaction.
+///
+/// Dyn-compatible so that a transaction closure has one type whatever the
+/// backend and whatever decorators wrap it. Every call is one statement on the
+/// transaction's connection; nothing here commits or rolls back — the
+/// [`Database::transaction`] that created the session does.
+pub trait Session: Send {
+    /// Runs a statement and returns its rows.
+    fn query<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: Params<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Row>, DbError>>;
+
+    /// Runs a statement and returns the number of rows it affected.
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: Params<'a>,
+    ) -> BoxFuture<'a, Result<u64, DbError>>;
+
+    /// Runs one or more statements separated by semicolons, without parameters.
+    fn batch_execute<'a>(&'a mut self, sql: &'a str) -> BoxFuture<'a, Result<(), DbError>>;
+
+    /// Runs a statement that must return exactly one row.
+    fn query_one<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: Params<'a>,
+    ) -> BoxFuture<'a, Result<Row, DbError>> {
+        Box::pin(async move { exactly_one(self.query(sql, params).await?) })
+    }
+
+    /// Runs a statement that returns at most one row.
+    fn query_opt<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: Params<'a>,
+    ) -> BoxFuture<'a, Result<Option<Row>, DbError>> {
+        Box::pin(async move { at_most_one(self.query(sql, params).await?) })
+    }
+}
+
+/// The database handle the domain layer uses: a pool, or a decorator around one.
+///
+/// Statements outside [`transaction`](Database::transaction) run in autocommit
+/// on a connection borrowed for that one statement. `transaction` borrows a
+/// connection, runs `BEGIN`, calls the closure with a [`Session`], and commits
+/// when the closure returns `Ok`. It rolls back when the closure returns `Err`,
+/// panics, or the future is dropped (cancelled): in the last two cases the
+/// backend guarantees the connection is rolled back or discarded before anyone
+/// else gets it.
+///
+/// The closure is `Fn` so that a retry layer may run it again (after a
+/// serialization failure, or a connection lost before `COMMIT` was sent):
+/// clone what it captures into the future it returns.
+pub trait Database: Send + Sync + 'static {
+    /// Runs a statement and returns its rows.
+    fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send;
+
+    /// Runs a statement and returns the number of rows it affected.
+    fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<u64, DbError>> + Send;
+
+    /// Runs statements separated by semicolons, without parameters, in one
+    /// round trip (implicitly one transaction, as PostgreSQL runs a simple-query
+    /// string).
+    fn batch_execute(&self, sql: &str) -> impl Future<Output = Result<(), DbError>> + Send;
+
+    /// Runs `f` inside a transaction: commit on `Ok`, rollback on `Err`, panic
+    /// or cancellation.
+    fn transaction<T, E, F>(&self, f: F) -> impl Future<Output = Result<T, E>> + Send
+    where
+        T: Send,
+        E: TransactionError,
+        F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync;
+
+    /// A snapshot of the pool's statistics. Never blocks the pool.
+    fn stats(&self) -> PoolStats;
+
+    /// Borrows a connection within `timeout` and runs a trivial query.
+    fn health(&self, timeout: Duration) -> impl Future<Output = HealthReport> + Send;
+
+    /// Refuses new work, waits up to `timeout` for connections in use, and
+    /// closes everything.
+    fn close(&self, timeout: Duration) -> impl Future<Output = CloseReport> + Send;
+
+    /// The backend's name: `async` or `sync` (decorators pass it through).
+    fn backend(&self) -> &'static str;
+
+    /// Runs a statement that must return exactly one row.
+    fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Row, DbError>> + Send {
+        async move { exactly_one(self.query(sql, params).await?) }
+    }
+
+    /// Runs a statement that returns at most one row.
+    fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Option<Row>, DbError>> + Send {
+        async move { at_most_one(self.query(sql, params).await?) }
+    }
+}
+
+/// The single row of `rows`, or an [`ErrorKind::UnexpectedRowCount`] error.
+pub fn exactly_one(mut rows: Vec<Row>) -> Result<Row, DbError> {
+    if rows.len() == 1
+        && let Some(row) = rows.pop()
+    {
+        return Ok(row);
+    }
+    Err(DbError::new(ErrorKind::UnexpectedRowCount {
+        expected: "exactly one",
+        got: rows.len(),
+    }))
+}
+
+/// The first row of `rows` if there is at most one, else an error.
+pub fn at_most_one(mut rows: Vec<Row>) -> Result<Option<Row>, DbError> {
+    match rows.len() {
+        0 => Ok(None),
+        1 => Ok(rows.pop()),
+        got => Err(DbError::new(ErrorKind::UnexpectedRowCount {
+            expected: "at most one",
+            got,
+        })),
+    }
+}
