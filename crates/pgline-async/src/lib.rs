@@ -1,3 +1,17 @@
 //! The async connection pool of pgline, written on tokio and tokio-postgres.
 //!
 //! This crate owns connections; it implements the handle traits of `pgline-core`.
+
+mod manager;
+mod options;
+mod pool;
+mod pooled;
+mod stats;
+
+pub use manager::Manager;
+pub use options::PoolOptions;
+pub use pool::Pool;
+pub use pooled::Pooled;
+
+#[cfg(test)]
+mod tests;

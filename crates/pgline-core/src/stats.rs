@@ -38,7 +38,7 @@ impl ClosedCounts {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct PoolStats {
-    /// Open connections (idle + in use), including ones being opened.
+    /// Open connections: idle, in use, or being reset after use.
     pub total: u32,
     /// Open connections waiting in the pool.
     pub idle: u32,
