@@ -4,12 +4,15 @@
 
 mod manager;
 mod options;
+mod pg;
 mod pool;
 mod pooled;
 mod stats;
+mod tls;
 
 pub use manager::Manager;
 pub use options::PoolOptions;
+pub use pg::{PgConnection, PgManager, PgPool, PgTransaction};
 pub use pool::Pool;
 pub use pooled::Pooled;
 

@@ -187,3 +187,24 @@ impl PoolOptions {
         }
     }
 }
+
+impl PoolOptions {
+    /// Options from the service configuration (`DB_POOL_*` and the TOML
+    /// `[pool]` table): `min_connections` becomes `min_idle`.
+    pub fn from_config(pool: &pgline_config::PoolConfig) -> Self {
+        Self {
+            min_idle: pool.min_connections,
+            max_size: pool.max_connections,
+            acquire_timeout: pool.acquire_timeout,
+            idle_timeout: Some(pool.idle_timeout),
+            max_lifetime: Some(pool.max_lifetime),
+            lifetime_jitter: None,
+            validation_threshold: pool.validation_idle,
+            leak_detection: pool.leak_detection,
+            maintenance_interval: Duration::from_secs(1),
+            connect_timeout: pool.connect_timeout,
+            reset_timeout: Duration::from_secs(5),
+            listener: None,
+        }
+    }
+}
