@@ -5,3 +5,4 @@ mod clean_state;
 mod common;
 mod database;
 mod lifecycle;
+mod tls;
