@@ -556,3 +556,45 @@ async fn invalid_options_are_rejected() {
     let err = Pool::new(Fake::default(), PoolOptions::new(0, 0)).unwrap_err();
     assert!(err.to_string().contains("max_size"), "{err}");
 }
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn leak_detection_names_where_the_connection_was_acquired() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let pool = Pool::new(
+        Fake::default(),
+        opts(0, 2).with_leak_detection(Some(Duration::from_secs(2))),
+    )
+    .unwrap();
+    let short = pool.acquire().await.unwrap();
+    drop(short);
+    let held = pool.acquire().await.unwrap();
+    let line = line!() - 1;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(out.matches("possible connection leak").count(), 1, "{out}");
+    assert!(out.contains(&format!("tests.rs:{line}")), "no acquire site in: {out}");
+    drop(held);
+
+    // Off by default: nothing is tracked.
+    let quiet = Pool::new(Fake::default(), opts(0, 1)).unwrap();
+    assert!(quiet.inner.leaks.is_none());
+}
