@@ -1,3 +1,32 @@
-//! `cargo xtask`: the workspace's automation.
+//! `cargo xtask`: the workspace's automation (matklad's xtask pattern).
+//!
+//! Every check CI runs lives here, so `.ci/run` is one line and a developer runs
+//! exactly what CI runs.
 
-fn main() {}
+mod ci;
+mod db;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Automation for the pgline workspace")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything CI checks: fmt, clippy -D warnings, all tests against real PostgreSQL, doc tests.
+    Ci,
+    /// Start a throwaway PostgreSQL, print its DATABASE_URL and keep it until Ctrl-C.
+    Db,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Ci => ci::run(),
+        Command::Db => db::run(),
+    }
+}

@@ -591,7 +591,10 @@ async fn leak_detection_names_where_the_connection_was_acquired() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert_eq!(out.matches("possible connection leak").count(), 1, "{out}");
-    assert!(out.contains(&format!("tests.rs:{line}")), "no acquire site in: {out}");
+    assert!(
+        out.contains(&format!("tests.rs:{line}")),
+        "no acquire site in: {out}"
+    );
     drop(held);
 
     // Off by default: nothing is tracked.

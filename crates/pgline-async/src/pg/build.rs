@@ -18,7 +18,8 @@ impl PgManager {
             config.to_tokio_postgres(),
             tls,
             config.pool.statement_cache_size as usize,
-        ))
+        )
+        .with_query_timeout(Some(config.pool.query_timeout)))
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use pgline_core::{DbError, ErrorKind, at_most_one, exactly_one};
 use tokio_postgres::types::ToSql;
@@ -24,6 +25,7 @@ pub struct PgConnection {
     pub(crate) id: u64,
     flags: Flags,
     cache: Option<Mutex<StatementCache>>,
+    query_timeout: Option<Duration>,
 }
 
 /// What the connection knows about its session.
@@ -108,7 +110,7 @@ impl StatementCache {
 }
 
 impl PgConnection {
-    pub(crate) fn new(client: Client, cache_size: usize) -> Self {
+    pub(crate) fn new(client: Client, cache_size: usize, query_timeout: Option<Duration>) -> Self {
         let cancel = client.cancel_token();
         Self {
             client,
@@ -116,6 +118,7 @@ impl PgConnection {
             id: 0,
             flags: Flags::default(),
             cache: (cache_size > 0).then(|| Mutex::new(StatementCache::new(cache_size))),
+            query_timeout,
         }
     }
 
@@ -149,6 +152,26 @@ impl PgConnection {
         &self.client
     }
 
+    /// Runs one protocol exchange within the query timeout. On expiry the
+    /// inner future is dropped, so its `InFlight` guard marks the connection
+    /// cancelled and the pool cancels the statement on the server.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, DbError> {
+        match self.query_timeout {
+            None => call.await.map_err(DbError::query),
+            Some(limit) => match tokio::time::timeout(limit, call).await {
+                Ok(result) => result.map_err(DbError::query),
+                Err(_) => {
+                    self.flags.cancelled.store(true, Relaxed);
+                    Err(DbError::new(ErrorKind::Timeout)
+                        .with_context(format!("statement exceeded the query timeout of {limit:?}")))
+                }
+            },
+        }
+    }
+
     /// Prepares `sql`, or takes it from the statement cache.
     pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, DbError> {
         Ok(self.statement(sql).await?.0)
@@ -158,7 +181,7 @@ impl PgConnection {
         let Some(cache) = &self.cache else {
             let suspect = may_open_transaction(sql);
             let guard = InFlight { flags: &self.flags };
-            let statement = self.client.prepare(sql).await.map_err(DbError::query)?;
+            let statement = self.bounded(self.client.prepare(sql)).await?;
             guard.done();
             return Ok((statement, suspect));
         };
@@ -167,7 +190,7 @@ impl PgConnection {
         }
         let suspect = may_open_transaction(sql);
         let guard = InFlight { flags: &self.flags };
-        let statement = self.client.prepare(sql).await.map_err(DbError::query)?;
+        let statement = self.bounded(self.client.prepare(sql)).await?;
         guard.done();
         lock(cache).insert(sql, statement.clone(), suspect);
         Ok((statement, suspect))
@@ -184,9 +207,9 @@ impl PgConnection {
             self.flags.suspect.store(true, Relaxed);
         }
         let guard = InFlight { flags: &self.flags };
-        let result = self.client.query(&statement, params).await;
+        let result = self.bounded(self.client.query(&statement, params)).await;
         guard.done();
-        result.map_err(DbError::query)
+        result
     }
 
     /// Runs a statement that must return exactly one row.
@@ -214,9 +237,9 @@ impl PgConnection {
             self.flags.suspect.store(true, Relaxed);
         }
         let guard = InFlight { flags: &self.flags };
-        let result = self.client.execute(&statement, params).await;
+        let result = self.bounded(self.client.execute(&statement, params)).await;
         guard.done();
-        result.map_err(DbError::query)
+        result
     }
 
     /// Runs statements separated by semicolons with the simple protocol.
@@ -225,9 +248,9 @@ impl PgConnection {
             self.flags.suspect.store(true, Relaxed);
         }
         let guard = InFlight { flags: &self.flags };
-        let result = self.client.batch_execute(sql).await;
+        let result = self.bounded(self.client.batch_execute(sql)).await;
         guard.done();
-        result.map_err(DbError::query)
+        result
     }
 
     /// Runs statements with the simple protocol and returns their messages
@@ -237,9 +260,9 @@ impl PgConnection {
             self.flags.suspect.store(true, Relaxed);
         }
         let guard = InFlight { flags: &self.flags };
-        let result = self.client.simple_query(sql).await;
+        let result = self.bounded(self.client.simple_query(sql)).await;
         guard.done();
-        result.map_err(DbError::query)
+        result
     }
 
     /// Starts a transaction. Commit it with [`PgTransaction::commit`]; dropped
@@ -253,9 +276,9 @@ impl PgConnection {
         // Marked before the round trip: a cancelled BEGIN may still open one.
         self.flags.in_transaction.store(true, Relaxed);
         let guard = InFlight { flags: &self.flags };
-        let result = self.client.batch_execute("BEGIN").await;
+        let result = self.bounded(self.client.batch_execute("BEGIN")).await;
         guard.done();
-        result.map_err(DbError::query)
+        result
     }
 
     /// Sends `COMMIT`. A lost connection while it is in flight is reported as
@@ -285,9 +308,9 @@ impl PgConnection {
 
     pub(crate) async fn rollback(&self) -> Result<(), DbError> {
         let guard = InFlight { flags: &self.flags };
-        let result = self.client.batch_execute("ROLLBACK").await;
+        let result = self.bounded(self.client.batch_execute("ROLLBACK")).await;
         guard.done();
-        result.map_err(DbError::query)?;
+        result?;
         self.flags.in_transaction.store(false, Relaxed);
         Ok(())
     }

@@ -29,6 +29,7 @@ pub struct PgManager {
     config: tokio_postgres::Config,
     tls: Option<MakeRustlsConnect>,
     statement_cache: usize,
+    query_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for PgManager {
@@ -38,6 +39,7 @@ impl std::fmt::Debug for PgManager {
             .field("config", &self.config)
             .field("tls", &self.tls.is_some())
             .field("statement_cache", &self.statement_cache)
+            .field("query_timeout", &self.query_timeout)
             .finish()
     }
 }
@@ -56,7 +58,19 @@ impl PgManager {
             config,
             tls,
             statement_cache,
+            query_timeout: None,
         }
+    }
+
+    /// Bounds every statement on the client side too: a statement still
+    /// running after `timeout` returns [`ErrorKind::Timeout`], and the pool
+    /// cancels it on the server before the connection is reused. (The
+    /// server-side `statement_timeout` from the configuration does not see
+    /// network stalls; this does.)
+    #[must_use]
+    pub fn with_query_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.query_timeout = timeout;
+        self
     }
 
     /// The connection settings.
@@ -97,7 +111,11 @@ impl PgManager {
                 }
             }
         });
-        Ok(PgConnection::new(client, self.statement_cache))
+        Ok(PgConnection::new(
+            client,
+            self.statement_cache,
+            self.query_timeout,
+        ))
     }
 }
 

@@ -1,0 +1,97 @@
+//! `cargo xtask ci`: the same steps CI runs, stopping at the first failure.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+/// One CI step: a name for the report and the cargo arguments.
+struct Step {
+    name: &'static str,
+    args: Vec<&'static str>,
+}
+
+fn has_nextest() -> bool {
+    Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Runs fmt, clippy, the tests and the doc tests; returns an error naming the failed step.
+pub(crate) fn run() -> anyhow::Result<()> {
+    let mut steps = vec![
+        Step {
+            name: "fmt",
+            args: vec!["fmt", "--all", "--check"],
+        },
+        Step {
+            name: "clippy",
+            args: vec![
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        },
+    ];
+    if has_nextest() {
+        steps.push(Step {
+            name: "tests (nextest)",
+            args: vec![
+                "nextest",
+                "run",
+                "--workspace",
+                "--locked",
+                "--no-fail-fast",
+                "--failure-output",
+                "final",
+            ],
+        });
+    } else {
+        steps.push(Step {
+            name: "tests (cargo test)",
+            args: vec!["test", "--workspace", "--all-targets", "--locked"],
+        });
+    }
+    steps.push(Step {
+        name: "doc tests",
+        args: vec!["test", "--workspace", "--doc", "--locked"],
+    });
+    steps.push(Step {
+        name: "docs build",
+        args: vec!["doc", "--workspace", "--no-deps", "--locked"],
+    });
+
+    let started = Instant::now();
+    for step in &steps {
+        println!("==> xtask ci: {} (cargo {})", step.name, step.args.join(" "));
+        let t = Instant::now();
+        let mut cmd = Command::new("cargo");
+        cmd.args(&step.args);
+        if step.name == "docs build" {
+            cmd.env("RUSTDOCFLAGS", "-D warnings");
+        }
+        let status = cmd
+            .status()
+            .with_context(|| format!("could not run cargo for step `{}`", step.name))?;
+        if !status.success() {
+            bail!(
+                "xtask ci: step `{}` failed ({status}); run `cargo {}` to reproduce",
+                step.name,
+                step.args.join(" ")
+            );
+        }
+        println!("==> xtask ci: {} ok in {:.1?}", step.name, t.elapsed());
+    }
+    println!(
+        "==> xtask ci: all {} steps passed in {:.1?}",
+        steps.len(),
+        started.elapsed()
+    );
+    Ok(())
+}
