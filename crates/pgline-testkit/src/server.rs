@@ -61,6 +61,8 @@ pub struct PgServerBuilder {
     config: Vec<(String, String)>,
     bin_dir: Option<PathBuf>,
     startup_timeout: Duration,
+    /// Port of a primary to clone with `pg_basebackup -R` instead of the template.
+    standby_of: Option<u16>,
 }
 
 impl Default for PgServerBuilder {
@@ -70,6 +72,7 @@ impl Default for PgServerBuilder {
             config: Vec::new(),
             bin_dir: None,
             startup_timeout: Duration::from_secs(30),
+            standby_of: None,
         }
     }
 }
@@ -111,6 +114,15 @@ impl PgServerBuilder {
         tokio::task::spawn_blocking(move || self.start_blocking())
             .await
             .map_err(|e| TestkitError::Internal(format!("server start task failed: {e}")))?
+    }
+
+    /// Makes the server a hot standby of the server on `primary_port`: its data
+    /// folder is a `pg_basebackup -R` of that primary (streaming replication),
+    /// not the template. Prefer [`PgServer::start_standby`].
+    #[must_use]
+    pub fn standby_of(mut self, primary_port: u16) -> Self {
+        self.standby_of = Some(primary_port);
+        self
     }
 
     /// Starts the server from synchronous code; needs no runtime.
@@ -303,7 +315,10 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .watchdog = Some(watchdog);
 
-        template::copy_to(template_data, &self.data_dir, run_as)
+        match builder.standby_of {
+            None => template::copy_to(template_data, &self.data_dir, run_as),
+            Some(primary_port) => base_backup(bins, primary_port, &self.data_dir, run_as),
+        }
     }
 
     /// Starts the postmaster and waits until it answers queries. `fixed_port: None`
@@ -479,6 +494,50 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Clones the primary on `primary_port` into `dest` with `pg_basebackup -R`
+/// (which writes `standby.signal` and `primary_conninfo`), as the server's user.
+fn base_backup(
+    bins: &bins::Binaries,
+    primary_port: u16,
+    dest: &Path,
+    run_as: Option<RunAs>,
+) -> Result<(), TestkitError> {
+    // `postgres` may be a symlink (/usr/local/bin -> /usr/lib/postgresql/N/bin)
+    // whose folder has no pg_basebackup: look beside its target too.
+    let real = std::fs::canonicalize(&bins.postgres).unwrap_or_else(|_| bins.postgres.clone());
+    let program = [real.parent(), bins.postgres.parent()]
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join("pg_basebackup"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| TestkitError::BinariesNotFound {
+            searched: format!("pg_basebackup beside {}", real.display()),
+        })?;
+    let mut command = std::process::Command::new(&program);
+    command
+        .arg("-D")
+        .arg(dest)
+        .args([
+            "-R", "-X", "stream", "-c", "fast", "-h", HOST, "-U", USER, "-p",
+        ])
+        .arg(primary_port.to_string());
+    if let Some(who) = run_as {
+        use std::os::unix::process::CommandExt;
+        command.uid(who.uid).gid(who.gid);
+    }
+    let out = command
+        .output()
+        .map_err(|e| TestkitError::io(format!("running {}", program.display()), e))?;
+    if !out.status.success() {
+        return Err(TestkitError::Command {
+            program: format!("pg_basebackup -p {primary_port}"),
+            status: out.status.to_string(),
+            output: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
 fn free_port() -> Result<u16, TestkitError> {
     let listener = TcpListener::bind((HOST, 0))
         .map_err(|e| TestkitError::io("binding 127.0.0.1:0 to find a free port", e))?;
@@ -650,6 +709,33 @@ impl PgServer {
     /// [`FaultProxy`](crate::FaultProxy) in front of this server, say.
     pub fn config_via(&self, port: u16, dbname: &str) -> Config {
         config_for(port, dbname)
+    }
+
+    /// Starts a hot standby of this server (streaming replication from a
+    /// `pg_basebackup -R` copy). It answers read-only queries until
+    /// [`promote`](Self::promote)d; dropping it removes it like any server.
+    pub async fn start_standby(&self) -> Result<PgServer, TestkitError> {
+        PgServer::builder().standby_of(self.port).start().await
+    }
+
+    /// Promotes this standby to a primary and waits until it accepts writes.
+    pub async fn promote(&self) -> Result<(), TestkitError> {
+        self.execute("SELECT pg_promote(wait => true, wait_seconds => 30)")
+            .await?;
+        let started = Instant::now();
+        while self
+            .query_scalar_i64("SELECT pg_is_in_recovery()::int")
+            .await?
+            != 0
+        {
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(TestkitError::UnexpectedResult(
+                    "standby still in recovery after promotion".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// Opens a connection to `dbname` as `postgres`; the connection is driven by a task
