@@ -1,1 +1,7 @@
-//! End-to-end tests across the pgline crates live in `tests/`.
+//! End-to-end support across the pgline crates.
+//!
+//! The fault scenarios of [`chaos`] live here as a library so that
+//! `cargo xtask chaos` (the full suite, binary `pgline-chaos`) and the test
+//! suite (a fast subset in `tests/chaos.rs`) run the same code.
+
+pub mod chaos;

@@ -3,6 +3,7 @@
 //! Every check CI runs lives here, so `.ci/run` is one line and a developer runs
 //! exactly what CI runs.
 
+mod chaos;
 mod ci;
 mod db;
 
@@ -21,6 +22,11 @@ enum Command {
     Ci,
     /// Start a throwaway PostgreSQL, print its DATABASE_URL and keep it until Ctrl-C.
     Db,
+    /// The fault suite: restarts, terminated backends, connection limit, stalls, latency, failover, exhaustion, cancellation.
+    Chaos {
+        /// Only scenarios whose name contains this text.
+        filter: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,5 +34,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Ci => ci::run(),
         Command::Db => db::run(),
+        Command::Chaos { filter } => chaos::run(filter),
     }
 }

@@ -112,12 +112,25 @@
 //!   cost a `ROLLBACK` round trip in the background.
 //! - **cancelled**: a statement future dropped before it completed.
 //!
-//! The reset sends a cancel request (tokio-postgres `CancelToken`) when a
-//! statement was cancelled, so the server stops it, then `ROLLBACK`, which
-//! waits behind anything still in the pipeline and leaves the session outside
-//! any transaction block, aborted or not. A reset that fails or exceeds
-//! `reset_timeout` closes the connection. The integration tests check every
-//! hand-out after thousands of randomly cancelled operations.
+//! What happens on return depends on the flags:
+//!
+//! - **cancelled** → the pool sends a cancel request (tokio-postgres
+//!   `CancelToken`) so the server stops the statement, then *discards* the
+//!   connection. It is not reused because tokio-postgres's `cancel_query`
+//!   returns once the request is written, not once the server has acted on
+//!   it: a late cancel would otherwise hit the next caller's statement on the
+//!   same backend. The chaos suite caught exactly that (a `57014` on an
+//!   innocent query); with the backend gone, a late cancel harms no one.
+//! - **in transaction** or **suspect** → `ROLLBACK`, which leaves the session
+//!   outside any transaction block, aborted or not, and the connection is
+//!   reused.
+//!
+//! Resets run on a background task; a reset that fails or exceeds
+//! `reset_timeout` closes the connection. The client-side query timeout
+//! ([`PgManager::with_query_timeout`]) drops a statement that runs too long,
+//! which marks it cancelled: the server-side statement is cancelled too. The
+//! integration tests and `cargo xtask chaos` check every hand-out after
+//! thousands of randomly cancelled operations.
 //!
 //! # TLS
 //!

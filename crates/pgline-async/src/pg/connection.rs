@@ -181,17 +181,18 @@ impl PgConnection {
         let Some(cache) = &self.cache else {
             let suspect = may_open_transaction(sql);
             let guard = InFlight { flags: &self.flags };
-            let statement = self.bounded(self.client.prepare(sql)).await?;
+            let prepared = self.bounded(self.client.prepare(sql)).await;
             guard.done();
-            return Ok((statement, suspect));
+            return Ok((prepared?, suspect));
         };
         if let Some(hit) = lock(cache).get(sql) {
             return Ok(hit);
         }
         let suspect = may_open_transaction(sql);
         let guard = InFlight { flags: &self.flags };
-        let statement = self.bounded(self.client.prepare(sql)).await?;
+        let prepared = self.bounded(self.client.prepare(sql)).await;
         guard.done();
+        let statement = prepared?;
         lock(cache).insert(sql, statement.clone(), suspect);
         Ok((statement, suspect))
     }

@@ -152,7 +152,13 @@ impl Manager for PgManager {
             .cancelled
             .load(std::sync::atomic::Ordering::Relaxed)
         {
-            // Stop whatever the dropped statement still runs on the server.
+            // A statement was dropped mid-flight. Ask the server to stop it,
+            // then discard the connection rather than reuse it: tokio-postgres
+            // returns from `cancel_query` once the request is written, not
+            // once the server has acted on it, so a late cancel could
+            // otherwise hit the next caller's statement on this backend
+            // (seen in the chaos suite). A discarded backend's pid and secret
+            // key die with it, so the late cancel harms no one.
             let cancel = conn.cancel_token().clone();
             let sent = match &self.tls {
                 Some(tls) if self.config.get_ssl_mode() != SslMode::Disable => {
@@ -162,31 +168,21 @@ impl Manager for PgManager {
                 _ => tokio::time::timeout(Duration::from_secs(2), cancel.cancel_query(NoTls)).await,
             };
             if !matches!(sent, Ok(Ok(()))) {
-                tracing::debug!(
-                    connection_id = conn.id(),
-                    "cancel request failed; rolling back anyway"
-                );
+                tracing::debug!(connection_id = conn.id(), "cancel request failed");
             }
+            return Err(DbError::new(ErrorKind::Rejected)
+                .with_context("a statement was cancelled mid-flight; connection discarded"));
         }
-        // ROLLBACK waits behind any unfinished statement in the pipeline, then
-        // leaves the session outside any transaction block (a harmless notice
-        // when there was none). A cancel can race with it: try twice.
-        for attempt in 0..2 {
-            match conn.raw().batch_execute("ROLLBACK").await {
-                Ok(()) => {
-                    conn.flags().clear();
-                    return Ok(());
-                }
-                Err(e)
-                    if attempt == 0
-                        && e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) =>
-                {
-                    continue;
-                }
-                Err(e) => return Err(DbError::query(e).with_context("reset")),
+        // In a transaction, or a statement may have opened one: ROLLBACK
+        // leaves the session outside any transaction block, aborted or not
+        // (with a harmless notice when there was none).
+        match conn.raw().batch_execute("ROLLBACK").await {
+            Ok(()) => {
+                conn.flags().clear();
+                Ok(())
             }
+            Err(e) => Err(DbError::query(e).with_context("reset")),
         }
-        Err(DbError::new(ErrorKind::Query).with_context("reset"))
     }
 
     fn set_id(&self, conn: &mut PgConnection, id: u64) {
