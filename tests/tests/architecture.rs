@@ -246,6 +246,12 @@ fn the_check_catches_a_forbidden_dependency() {
         "[dependencies]\npgline-async = { path = \"x\" }\nopentelemetry = \"0.33\"\n",
     );
     let found = violations(&[("pgline-mfg".to_string(), mfg)]);
-    assert!(found.iter().any(|v| v.contains("pgline-async")), "{found:?}");
-    assert!(found.iter().any(|v| v.contains("OpenTelemetry")), "{found:?}");
+    assert!(
+        found.iter().any(|v| v.contains("pgline-async")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|v| v.contains("OpenTelemetry")),
+        "{found:?}"
+    );
 }

@@ -69,7 +69,11 @@ pub(crate) fn run() -> anyhow::Result<()> {
 
     let started = Instant::now();
     for step in &steps {
-        println!("==> xtask ci: {} (cargo {})", step.name, step.args.join(" "));
+        println!(
+            "==> xtask ci: {} (cargo {})",
+            step.name,
+            step.args.join(" ")
+        );
         let t = Instant::now();
         let mut cmd = Command::new("cargo");
         cmd.args(&step.args);
