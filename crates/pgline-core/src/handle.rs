@@ -158,3 +158,51 @@ pub fn at_most_one(mut rows: Vec<Row>) -> Result<Option<Row>, DbError> {
         })),
     }
 }
+
+/// A shared handle is a handle: `Arc<PgPool>`, `Arc<Resilient<...>>`.
+impl<D: Database> Database for std::sync::Arc<D> {
+    fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send {
+        (**self).query(sql, params)
+    }
+
+    fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<u64, DbError>> + Send {
+        (**self).execute(sql, params)
+    }
+
+    fn batch_execute(&self, sql: &str) -> impl Future<Output = Result<(), DbError>> + Send {
+        (**self).batch_execute(sql)
+    }
+
+    fn transaction<T, E, F>(&self, f: F) -> impl Future<Output = Result<T, E>> + Send
+    where
+        T: Send,
+        E: TransactionError,
+        F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
+    {
+        (**self).transaction(f)
+    }
+
+    fn stats(&self) -> PoolStats {
+        (**self).stats()
+    }
+
+    fn health(&self, timeout: Duration) -> impl Future<Output = HealthReport> + Send {
+        (**self).health(timeout)
+    }
+
+    fn close(&self, timeout: Duration) -> impl Future<Output = CloseReport> + Send {
+        (**self).close(timeout)
+    }
+
+    fn backend(&self) -> &'static str {
+        (**self).backend()
+    }
+}
