@@ -179,6 +179,11 @@ fn crates() -> Vec<(String, BTreeSet<String>)> {
 fn violations(crates: &[(String, BTreeSet<String>)]) -> Vec<String> {
     let mut found = Vec::new();
     for (name, deps) in crates {
+        // The benchmark harness compares every pool, peers included: it may
+        // depend on anything, and nothing depends on it.
+        if name == "pgline-bench" {
+            continue;
+        }
         for rule in RULES.iter().filter(|r| r.krate == name) {
             for dep in deps {
                 if rule.forbidden.iter().any(|p| matches(p, dep)) {

@@ -162,7 +162,14 @@ impl<M: Manager> Pool<M> {
     /// pool. Fails with the last connection error when they cannot be opened
     /// within the acquire timeout; the pool keeps trying in the background.
     pub async fn initialize(&self) -> Result<(), DbError> {
-        let deadline = Instant::now() + self.inner.options.acquire_timeout;
+        self.initialize_within(self.inner.options.acquire_timeout).await
+    }
+
+    /// Like [`initialize`](Self::initialize) with its own bound on the wait
+    /// (a service in development may give up sooner and run degraded while
+    /// the pool keeps connecting in the background).
+    pub async fn initialize_within(&self, limit: Duration) -> Result<(), DbError> {
+        let deadline = Instant::now() + limit;
         let min = self.inner.options.min_idle;
         let _watch = Watch::new(&self.inner.watchers);
         {
@@ -186,8 +193,7 @@ impl<M: Manager> Pool<M> {
                 if Instant::now() >= deadline {
                     let last = st.last_error.clone().unwrap_or_else(|| "no answer".into());
                     return Err(DbError::new(ErrorKind::Connect).with_context(format!(
-                        "could not open {min} connections within {:?}: {last}",
-                        self.inner.options.acquire_timeout
+                        "could not open {min} connections within {limit:?}: {last}"
                     )));
                 }
             }

@@ -28,9 +28,44 @@ fn main() -> ExitCode {
         check_config::print(&config);
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "pgline-server: the server is not implemented in this build yet; \
-         `pgline-server --check-config` validates the configuration"
-    );
-    ExitCode::FAILURE
+    init_logs(&config);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(pgline_server::run(
+        config,
+        None,
+        pgline_server::shutdown_signal(),
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(config: &pgline_config::Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(config.log.directives())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

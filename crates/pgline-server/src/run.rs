@@ -1,0 +1,163 @@
+//! The composition root's work: build the pool and its decorators, migrate,
+//! serve, shut down.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use pgline_async::{PgManager, PgPool, PoolOptions};
+use pgline_config::{Config, Profile};
+use pgline_core::Database;
+use pgline_mfg::{MemoryStore, PgStore, Store};
+use pgline_resilience::{Breaker, ResilienceOptions, Resilient};
+
+use crate::app::app;
+use crate::state::{AppState, BreakerView};
+
+/// How long a development server waits for the database at start before it
+/// runs degraded on the in-memory store.
+const DEV_START_WAIT: Duration = Duration::from_secs(5);
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long closing the pool may wait for connections in use.
+const POOL_CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Reads the breaker for `/status` and metrics.
+pub fn breaker_view(breaker: &Breaker) -> BreakerView {
+    let stats = breaker.stats();
+    BreakerView {
+        state: breaker.state().as_str(),
+        opened_total: stats.opened_total,
+        rejected_total: stats.rejected_total,
+        retry_in_ms: u64::try_from(breaker.retry_in().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// Runs the service on the async backend until `shutdown` resolves. Binds
+/// `config.server` (or `listener` when given, for tests), and reports the
+/// bound address through `on_bound`.
+pub async fn run(
+    config: Config,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let manager = PgManager::from_config(&config).context("database settings")?;
+    let pool =
+        PgPool::new(manager, PoolOptions::from_config(&config.pool)).context("pool settings")?;
+    let db = Arc::new(Resilient::new(pool.clone(), ResilienceOptions::default()));
+    let store = open_store(&config, &pool, &db).await?;
+    let breaker = db.breaker().clone();
+    let mut state = AppState::new(db.clone(), store);
+    state.breaker = Some(Arc::new(move || breaker_view(&breaker)));
+    state.profile = config.profile.as_str();
+    serve(&config, listener, state, shutdown).await?;
+    let report = db.close(POOL_CLOSE_WAIT).await;
+    tracing::info!(?report, "database pool closed");
+    Ok(())
+}
+
+/// Connects, migrates and picks the store: PostgreSQL, or — in the
+/// development profile only — the in-memory fallback when the database is
+/// unreachable (production refuses to start instead).
+async fn open_store<D: Database + Clone>(
+    config: &Config,
+    pool: &PgPool,
+    db: &D,
+) -> anyhow::Result<Store<D>> {
+    let wait = match config.profile {
+        Profile::Development => DEV_START_WAIT.min(config.pool.acquire_timeout),
+        _ => config.pool.acquire_timeout,
+    };
+    match pool.initialize_within(wait).await {
+        Ok(()) => {
+            let store = PgStore::new(db.clone());
+            let report = store
+                .migrate()
+                .await
+                .context("migrating the database schema")?;
+            tracing::info!(?report, "schema up to date");
+            Ok(Store::Postgres(store))
+        }
+        Err(e) if config.profile == Profile::Development => {
+            tracing::warn!(
+                error = %e,
+                "DATABASE UNREACHABLE: running DEGRADED on an in-memory store (development profile); \
+                 data is NOT persisted and is lost on exit. The pool keeps reconnecting; restart once the database is up"
+            );
+            Ok(Store::Memory(MemoryStore::new()))
+        }
+        Err(e) => bail!(
+            "the database is unreachable at start-up ({} profile, waited {wait:?}): {e}",
+            config.profile.as_str()
+        ),
+    }
+}
+
+/// Serves `state` until `shutdown`, then lets in-flight requests finish
+/// within the grace period.
+pub async fn serve<D, S>(
+    config: &Config,
+    listener: Option<tokio::net::TcpListener>,
+    state: AppState<D, S>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()>
+where
+    D: Database + Clone,
+    S: pgline_mfg::ManufacturingStore + Clone + 'static,
+{
+    let listener = match listener {
+        Some(l) => l,
+        None => {
+            let address = config.server.listen_address();
+            tokio::net::TcpListener::bind(&address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (HOST/PORT)"))?
+        }
+    };
+    let bound: SocketAddr = listener.local_addr()?;
+    tracing::info!(address = %bound, backend = state.db.backend(), "pgline-server listening; dashboard at http://{bound}/");
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let marker = state.clone();
+    let router = app(state);
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!(
+            "shutdown requested: refusing new connections, finishing requests in flight"
+        );
+        marker.begin_shutdown();
+        let _ = stopping_tx.send(());
+    });
+    let grace = async move {
+        let _ = stopping_rx.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = server => result.context("HTTP server")?,
+        () = grace => tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway"),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,115 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// The circuit breaker as `/status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BreakerView {
+    /// `closed`, `open` or `half_open`.
+    pub state: &'static str,
+    /// Times it opened.
+    pub opened_total: u64,
+    /// Calls it rejected.
+    pub rejected_total: u64,
+    /// Milliseconds until the next probe while open.
+    pub retry_in_ms: u64,
+}
+
+/// Reads the breaker.
+pub type BreakerProbe = Arc<dyn Fn() -> BreakerView + Send + Sync>;
+/// Renders the Prometheus text of `/metrics`.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Settings of the HTTP edge.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HttpLimits {
+    /// Largest request body, in bytes (413 above). Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Bound on one request (408 above). Default 30 s.
+    pub request_timeout: Duration,
+    /// Bound on `/ready`'s borrow of a connection. Default 1 s.
+    pub ready_timeout: Duration,
+    /// Bound on `/health/database`'s and `/status`'s checks. Default 3 s.
+    pub check_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            ready_timeout: Duration::from_secs(1),
+            check_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The shared state of the router: the database handle `D`, the
+/// manufacturing store `S`, and what the health endpoints read.
+pub struct AppState<D, S> {
+    /// The database handle (a pool behind decorators).
+    pub db: D,
+    /// The manufacturing store.
+    pub store: S,
+    /// Reads the circuit breaker, when there is one.
+    pub breaker: Option<BreakerProbe>,
+    /// Renders `/metrics`; without one, a minimal rendering of the pool statistics.
+    pub metrics: Option<MetricsRenderer>,
+    /// Limits of the HTTP edge.
+    pub limits: HttpLimits,
+    /// The profile name, for `/status`.
+    pub profile: &'static str,
+    started: Instant,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl<D: Clone, S: Clone> Clone for AppState<D, S> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            store: self.store.clone(),
+            breaker: self.breaker.clone(),
+            metrics: self.metrics.clone(),
+            limits: self.limits.clone(),
+            profile: self.profile,
+            started: self.started,
+            shutting_down: self.shutting_down.clone(),
+        }
+    }
+}
+
+impl<D, S> AppState<D, S> {
+    /// State with default limits and no breaker or metrics renderer.
+    pub fn new(db: D, store: S) -> Self {
+        Self {
+            db,
+            store,
+            breaker: None,
+            metrics: None,
+            limits: HttpLimits::default(),
+            profile: "development",
+            started: Instant::now(),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Seconds since the state was made.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Marks the service as shutting down: `/ready` answers 503 from now on.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// True once shutdown began.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
