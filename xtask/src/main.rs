@@ -6,6 +6,7 @@
 mod chaos;
 mod ci;
 mod db;
+mod integration;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,8 @@ enum Command {
     /// Start a throwaway PostgreSQL, print its DATABASE_URL and keep it until Ctrl-C.
     Db,
     /// The fault suite: restarts, terminated backends, connection limit, stalls, latency, failover, exhaustion, cancellation.
+    /// The seed's ten-point pool test, each point printed, then `N passed, N failed`.
+    Integration,
     Chaos {
         /// Only scenarios whose name contains this text.
         filter: Option<String>,
@@ -34,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Ci => ci::run(),
         Command::Db => db::run(),
+        Command::Integration => integration::run(),
         Command::Chaos { filter } => chaos::run(filter),
     }
 }

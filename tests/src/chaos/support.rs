@@ -77,7 +77,11 @@ pub(crate) async fn select_load<D: Database>(
     for t in tasks {
         let _ = t.await;
     }
-    std::mem::take(&mut *samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    std::mem::take(
+        &mut *samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
 }
 
 /// Connections of `db` the server sees, other than the asking one.
