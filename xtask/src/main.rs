@@ -6,6 +6,7 @@
 mod chaos;
 mod ci;
 mod db;
+mod demo;
 mod integration;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: a throwaway PostgreSQL, pgline-server and 8 simulated stations with live progress.
+    Demo(demo::DemoArgs),
     /// Everything CI checks: fmt, clippy -D warnings, all tests against real PostgreSQL, doc tests.
     Ci,
     /// Start a throwaway PostgreSQL, print its DATABASE_URL and keep it until Ctrl-C.
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Ci => ci::run(),
+        Command::Demo(args) => demo::run(args),
         Command::Db => db::run(),
         Command::Integration => integration::run(),
         Command::Chaos { filter } => chaos::run(filter),
