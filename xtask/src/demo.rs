@@ -245,7 +245,7 @@ fn station(
         }
         stats.orders.fetch_add(1, SeqCst);
         for (p, barcode) in barcodes.iter().enumerate() {
-            let events: &[&str] = if p == PANELS_PER_ORDER - 1 && n % 5 == 0 {
+            let events: &[&str] = if p == PANELS_PER_ORDER - 1 && n.is_multiple_of(5) {
                 &["SCANNED", "FAILED"]
             } else {
                 &["SCANNED", "PASSED", "COMPLETED"]
