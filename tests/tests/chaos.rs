@@ -42,3 +42,8 @@ async fn exhaustion_gives_only_timeouts_in_fifo_order() {
 async fn a_cancellation_storm_never_leaks_a_dirty_connection() {
     run("cancellation storm").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_orders_survive_a_crash_and_none_is_half_written() {
+    run("crash consistency").await;
+}

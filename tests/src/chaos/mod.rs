@@ -1,6 +1,7 @@
 //! Fault scenarios: each runs against throwaway servers, measures, checks its
 //! bounds and ends by itself.
 
+mod crash;
 mod faults;
 mod load;
 mod restart;
@@ -11,6 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+pub use crash::crash_consistency;
 pub use faults::{failover, latency, max_connections, stall};
 pub use load::{cancellation_storm, exhaustion, terminate_all};
 pub use restart::kill_and_restart;
@@ -88,6 +90,9 @@ pub fn all() -> Vec<(&'static str, Scenario)> {
             Box::pin(exhaustion())
         }),
         ("cancellation storm", || Box::pin(cancellation_storm())),
+        ("crash consistency: kill -9 under 8 stations", || {
+            Box::pin(crash_consistency())
+        }),
     ]
 }
 
