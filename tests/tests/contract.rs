@@ -88,6 +88,25 @@ async fn make_sync_pool(spec: Spec) -> pgline_sync::SyncPool {
     pool
 }
 
+/// The resilience settings the decorated backends run with (defaults).
+fn resilience() -> pgline_resilience::ResilienceOptions {
+    pgline_resilience::ResilienceOptions::default()
+}
+
+/// `Resilient<PgPool>`: breaker and retry in front of the async pool.
+async fn make_resilient_async_pool(
+    spec: Spec,
+) -> pgline_resilience::Resilient<pgline_async::PgPool> {
+    pgline_resilience::Resilient::new(make_async_pool(spec).await, resilience())
+}
+
+/// `Resilient<SyncPool>`: breaker and retry in front of the sync pool.
+async fn make_resilient_sync_pool(
+    spec: Spec,
+) -> pgline_resilience::Resilient<pgline_sync::SyncPool> {
+    pgline_resilience::Resilient::new(make_sync_pool(spec).await, resilience())
+}
+
 /// A backend factory: any `async fn(Spec) -> impl Database`.
 trait MakeDb {
     type Db: Database;
@@ -143,10 +162,9 @@ macro_rules! contract {
 // Adding a backend is adding a line.
 contract!(async_pool, make_async_pool);
 contract!(sync_pool, make_sync_pool);
-// The resilience and telemetry decorators wrap any backend with the same
-// trait; once they are done, each wrapped backend is one more line, e.g.:
-// contract!(resilient_async_pool, make_resilient_async_pool); // Resilient<PgPool>
-// contract!(resilient_sync_pool, make_resilient_sync_pool);   // Resilient<SyncPool>
+contract!(resilient_async_pool, make_resilient_async_pool);
+contract!(resilient_sync_pool, make_resilient_sync_pool);
+// The telemetry decorator is one more line per backend:
 // contract!(traced_async_pool, make_traced_async_pool);       // Traced<PgPool>
 // contract!(traced_sync_pool, make_traced_sync_pool);         // Traced<SyncPool>
 

@@ -26,12 +26,14 @@
 //!
 //! # What is retried
 //!
-//! Only what is safe: a call whose error came from getting a connection
-//! (it never reached the server), and a whole transaction closure after a
+//! Only what is safe: a call whose connection could not be opened (it never
+//! reached the server), and a whole transaction closure after a
 //! serialization failure or deadlock or a connection lost before `COMMIT` was
 //! sent. A connection lost during `COMMIT` is
 //! [`ErrorKind::CommitOutcomeUnknown`](pgline_core::ErrorKind::CommitOutcomeUnknown)
-//! and is never retried: the caller must check whether it committed.
+//! and is never retried: the caller must check whether it committed. An
+//! acquire timeout is not retried either: the pool's acquire already queues
+//! and reconnects (with backoff) for the whole deadline.
 
 mod breaker;
 mod resilient;

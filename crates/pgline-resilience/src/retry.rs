@@ -70,8 +70,11 @@ impl RetryOptions {
 
 /// What may be repeated.
 ///
-/// - A statement outside a transaction only when the error came from getting
-///   a connection (it never reached the server): `Connect`, `AcquireTimeout`.
+/// - A statement outside a transaction only when getting a connection failed
+///   (`Connect`: it never reached the server). An `AcquireTimeout` is not
+///   retried: the pool already spent the caller's whole acquire deadline
+///   queueing and reconnecting (with its own backoff), and repeating it would
+///   multiply the wait of a station that must get a clear answer.
 /// - A whole transaction closure also on serialization failures and
 ///   deadlocks (`40001`, `40P01`) and on a connection lost before `COMMIT` was
 ///   sent (nothing was committed).
@@ -80,7 +83,6 @@ impl RetryOptions {
 pub fn is_retryable(error: &DbError, whole_transaction: bool) -> bool {
     match error.kind() {
         ErrorKind::Connect => error.is_transient(),
-        ErrorKind::AcquireTimeout { .. } => true,
         ErrorKind::Query if whole_transaction => {
             error.is_serialization_failure() || error.is_connection_lost()
         }
@@ -114,7 +116,7 @@ mod tests {
     #[test]
     fn only_safe_errors_are_retryable() {
         assert!(is_retryable(&DbError::new(ErrorKind::Connect), false));
-        assert!(is_retryable(
+        assert!(!is_retryable(
             &DbError::new(ErrorKind::AcquireTimeout {
                 waited: Duration::from_secs(1),
                 waiting: 1,
