@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use pgline_async::{PgManager, PgPool, PoolOptions};
-use pgline_config::{Config, Profile};
-use pgline_core::Database;
+use pgline_config::{Backend, Config, Profile};
+use pgline_core::{Database, DbError, ErrorKind};
 use pgline_mfg::{MemoryStore, PgStore, Store};
 use pgline_resilience::{Breaker, ResilienceOptions, Resilient};
+use pgline_sync::{PoolOptions as SyncPoolOptions, SyncManager, SyncPool};
 
 use crate::app::app;
 use crate::state::{AppState, BreakerView};
@@ -35,19 +36,64 @@ pub fn breaker_view(breaker: &Breaker) -> BreakerView {
     }
 }
 
-/// Runs the service on the async backend until `shutdown` resolves. Binds
-/// `config.server` (or `listener` when given, for tests), and reports the
-/// bound address through `on_bound`.
+/// Runs the service until `shutdown` resolves, on the backend the
+/// configuration names (`DB_BACKEND`: `async`, the default, or `sync`). Binds
+/// `config.server`, or uses `listener` when given (tests).
 pub async fn run(
     config: Config,
     listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let manager = PgManager::from_config(&config).context("database settings")?;
-    let pool =
-        PgPool::new(manager, PoolOptions::from_config(&config.pool)).context("pool settings")?;
-    let db = Arc::new(Resilient::new(pool.clone(), ResilienceOptions::default()));
-    let store = open_store(&config, &pool, &db).await?;
+    let wait = match config.profile {
+        Profile::Development => DEV_START_WAIT.min(config.pool.acquire_timeout),
+        _ => config.pool.acquire_timeout,
+    };
+    match config.server.backend {
+        Backend::Async => {
+            let manager = PgManager::from_config(&config).context("database settings")?;
+            let pool = PgPool::new(manager, PoolOptions::from_config(&config.pool))
+                .context("pool settings")?;
+            let started = pool.initialize_within(wait).await;
+            run_on(config, listener, shutdown, pool, started, wait).await
+        }
+        Backend::Sync => {
+            let tls = pgline_async::make_connector(
+                config.database.tls,
+                config.database.ssl_root_cert.as_deref(),
+            )
+            .context("TLS settings")?;
+            let manager = SyncManager::from_config(&config, tls).context("database settings")?;
+            let pool = SyncPool::new(manager, SyncPoolOptions::from_config(&config.pool))
+                .context("pool settings")?;
+            let opening = pool.clone();
+            // r2d2 blocks while it opens connections: off the runtime, bounded.
+            let started = match tokio::time::timeout(
+                wait,
+                tokio::task::spawn_blocking(move || opening.initialize()),
+            )
+            .await
+            {
+                Ok(Ok(result)) => result,
+                Ok(Err(e)) => Err(DbError::other(ErrorKind::Connect, e.to_string())),
+                Err(_) => Err(DbError::new(ErrorKind::Connect)
+                    .with_context(format!("no connection within {wait:?}"))),
+            };
+            run_on(config, listener, shutdown, pool, started, wait).await
+        }
+    }
+}
+
+/// The backend-independent part: decorators, store, HTTP, shutdown.
+async fn run_on<P: Database + Clone>(
+    config: Config,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    pool: P,
+    started: Result<(), DbError>,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    let db = Arc::new(Resilient::new(pool, ResilienceOptions::default()));
+    let store = open_store(&config, started, wait, &db).await?;
     let breaker = db.breaker().clone();
     let mut state = AppState::new(db.clone(), store);
     state.breaker = Some(Arc::new(move || breaker_view(&breaker)));
@@ -58,26 +104,23 @@ pub async fn run(
     Ok(())
 }
 
-/// Connects, migrates and picks the store: PostgreSQL, or — in the
-/// development profile only — the in-memory fallback when the database is
-/// unreachable (production refuses to start instead).
+/// Migrates and picks the store: PostgreSQL, or — in the development profile
+/// only — the in-memory fallback when the database was unreachable at start
+/// (production refuses to start instead).
 async fn open_store<D: Database + Clone>(
     config: &Config,
-    pool: &PgPool,
+    started: Result<(), DbError>,
+    wait: Duration,
     db: &D,
 ) -> anyhow::Result<Store<D>> {
-    let wait = match config.profile {
-        Profile::Development => DEV_START_WAIT.min(config.pool.acquire_timeout),
-        _ => config.pool.acquire_timeout,
-    };
-    match pool.initialize_within(wait).await {
+    match started {
         Ok(()) => {
             let store = PgStore::new(db.clone());
             let report = store
                 .migrate()
                 .await
                 .context("migrating the database schema")?;
-            tracing::info!(?report, "schema up to date");
+            tracing::info!(?report, backend = db.backend(), "schema up to date");
             Ok(Store::Postgres(store))
         }
         Err(e) if config.profile == Profile::Development => {
