@@ -112,10 +112,23 @@ fn development_defaults_show_no_password() {
 }
 
 #[test]
-fn without_the_flag_the_server_is_not_there_yet() {
-    let (code, _, stderr) = run(&[], &[]);
-    assert_eq!(code, Some(1));
-    assert!(stderr.contains("not implemented"), "{stderr}");
+fn without_the_flag_the_server_starts_and_refuses_an_unreachable_production_database() {
+    let (code, _, stderr) = run(
+        &[],
+        &[
+            ("NODE_ENV", "production"),
+            ("DB_HOST", "127.0.0.1"),
+            ("DB_PORT", "1"),
+            ("DB_NAME", "plant"),
+            ("DB_USER", "line"),
+            ("DB_PASSWORD", "hunter2-secret"),
+            ("DB_SSL", "disable"),
+            ("DB_POOL_ACQUIRE_MS", "300"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("unreachable at start-up"), "{stderr}");
+    assert!(!stderr.contains("hunter2-secret"), "{stderr}");
     let (code, _, stderr) = run(&[], &[("DB_POOL_MAX", "abc")]);
     assert_eq!(code, Some(2), "{stderr}");
 }
