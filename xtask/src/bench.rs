@@ -48,8 +48,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(out) = &args.out {
         // Relative to where the command was typed, not to the workspace root.
-        let out = std::path::absolute(out)
-            .with_context(|| format!("resolving {}", out.display()))?;
+        let out =
+            std::path::absolute(out).with_context(|| format!("resolving {}", out.display()))?;
         cmd.arg("--out").arg(out);
     }
     cmd.args(&args.extra);

@@ -3,6 +3,7 @@
 //! Every check CI runs lives here, so `.ci/run` is one line and a developer runs
 //! exactly what CI runs.
 
+mod bench;
 mod chaos;
 mod ci;
 mod db;
@@ -26,6 +27,8 @@ enum Command {
     Ci,
     /// Start a throwaway PostgreSQL, print its DATABASE_URL and keep it until Ctrl-C.
     Db,
+    /// Comparison benchmarks (pgline vs deadpool, bb8, r2d2, raw, pgbench) as JSON lines.
+    Bench(bench::BenchArgs),
     /// The fault suite: restarts, terminated backends, connection limit, stalls, latency, failover, exhaustion, cancellation.
     /// The seed's ten-point pool test, each point printed, then `N passed, N failed`.
     Integration,
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Ci => ci::run(),
+        Command::Bench(args) => bench::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Db => db::run(),
         Command::Integration => integration::run(),

@@ -58,11 +58,11 @@ impl<M: Manager> Deref for Pooled<M> {
 impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
         let Some(slot) = self.slot.take() else { return };
-        let held = self.acquired_at.elapsed();
         let id = slot.id;
+        let acquired_at = self.acquired_at;
         self.inner.emit(|| PoolEvent::Release {
             connection_id: id,
-            held,
+            held: acquired_at.elapsed(),
         });
         if let Some(leaks) = &self.inner.leaks {
             leaks
