@@ -16,6 +16,14 @@
 //! the accepted form, and all problems are reported at once. The password is
 //! a [`Secret`]: it never appears in `Debug` output or in an error.
 //!
+//! Secrets can come from files (`DB_PASSWORD_FILE`,
+//! `DB_MIGRATION_PASSWORD_FILE`; a file readable by others draws a
+//! [warning](Config::warnings)). Migrations can run as a separate schema
+//! owner ([`Config::migration_tokio_postgres`]). The server's callers
+//! authenticate with tokens whose SHA-256 hashes are read from
+//! `STATION_TOKENS_FILE` and `ADMIN_TOKEN_FILE` ([`AuthConfig`]); what the
+//! production profile requires of them is [`Config::check_http_auth`].
+//!
 //! ```
 //! use std::time::Duration;
 //! use pgline_config::{Config, ConfigError, Profile, TlsMode};
@@ -44,7 +52,9 @@
 //! # Ok::<(), ConfigError>(())
 //! ```
 
+mod auth;
 mod conninfo;
+mod credentials;
 mod error;
 mod load;
 mod model;
@@ -52,12 +62,15 @@ mod postgres;
 mod reader;
 mod secret;
 mod sources;
+mod tokens;
 mod words;
 
+pub use auth::AuthConfig;
 pub use error::{ConfigError, Problem};
 pub use model::{
     Config, DatabaseConfig, Endpoint, LogConfig, PoolConfig, ServerConfig, TelemetryConfig,
 };
-pub use postgres::APPLICATION_NAME;
-pub use secret::Secret;
+pub use postgres::{APPLICATION_NAME, MIGRATION_APPLICATION_NAME};
+pub use secret::{Secret, SecretFile};
+pub use tokens::{NamedToken, TokenFile, TokenHash};
 pub use words::{Backend, LogLevel, Profile, TargetSessionAttrs, TlsMode, UnknownWord};

@@ -4,7 +4,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{Backend, LogLevel, Profile, Secret, TargetSessionAttrs, TlsMode};
+use crate::{
+    AuthConfig, Backend, LogLevel, Profile, Secret, SecretFile, TargetSessionAttrs, TlsMode,
+};
 
 /// The whole validated configuration of a pgline process.
 ///
@@ -38,8 +40,18 @@ pub struct DatabaseConfig {
     pub name: String,
     /// The user name (`DB_USER`).
     pub user: String,
-    /// The password (`DB_PASSWORD`), if any.
+    /// The password (`DB_PASSWORD`, or read from `DB_PASSWORD_FILE`), if any.
     pub password: Option<Secret>,
+    /// The file the password was read from (`DB_PASSWORD_FILE`), if it was.
+    pub password_file: Option<SecretFile>,
+    /// The role that owns the schema and runs the migrations
+    /// (`DB_MIGRATION_USER`); `None` means [`user`](Self::user).
+    pub migration_user: Option<String>,
+    /// The migration role's password (`DB_MIGRATION_PASSWORD`, or read from
+    /// `DB_MIGRATION_PASSWORD_FILE`); only with `migration_user`.
+    pub migration_password: Option<Secret>,
+    /// The file the migration password was read from, if it was.
+    pub migration_password_file: Option<SecretFile>,
     /// TLS use and certificate checks (`DB_SSL`).
     pub tls: TlsMode,
     /// A PEM file of CA certificates to trust instead of the system roots (`DB_SSL_ROOT_CERT`).
@@ -144,7 +156,7 @@ impl PoolConfig {
     }
 }
 
-/// Where `pgline-server` listens.
+/// Where `pgline-server` listens, what it accepts, and who may call it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Address to bind (`HOST`), default `0.0.0.0`.
@@ -153,6 +165,14 @@ pub struct ServerConfig {
     pub port: u16,
     /// Which pool backend the server runs on (`DB_BACKEND`).
     pub backend: Backend,
+    /// Largest request body in bytes (`HTTP_MAX_BODY_BYTES`); larger ones get
+    /// 413. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Most panels one order may create (`MAX_PANELS_PER_ORDER`); more get
+    /// 422. Default 1000.
+    pub max_panels_per_order: usize,
+    /// Who may call the API and the admin endpoints.
+    pub auth: AuthConfig,
 }
 
 impl ServerConfig {
@@ -216,6 +236,10 @@ impl Config {
                 name: DEFAULT_NAME.to_owned(),
                 user: DEFAULT_USER.to_owned(),
                 password: None,
+                password_file: None,
+                migration_user: None,
+                migration_password: None,
+                migration_password_file: None,
                 tls: TlsMode::Disable,
                 ssl_root_cert: None,
                 target_session_attrs: TargetSessionAttrs::Any,
@@ -225,6 +249,9 @@ impl Config {
                 host: "0.0.0.0".to_owned(),
                 port: 3000,
                 backend: Backend::Async,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                max_panels_per_order: DEFAULT_MAX_PANELS_PER_ORDER,
+                auth: AuthConfig::default(),
             },
             log: LogConfig {
                 level: LogLevel::Info,
@@ -257,6 +284,41 @@ impl Config {
                     .to_owned(),
             );
         }
+        let auth = &self.server.auth;
+        if self.profile != Profile::Production && auth.station_tokens.is_none() {
+            warnings.push(format!(
+                "STATION_TOKENS_FILE is not set: station authentication is OFF ({} profile); \
+                 any device that reaches the server can create orders and record events for any station",
+                self.profile
+            ));
+        }
+        let database = &self.database;
+        for file in [&database.password_file, &database.migration_password_file]
+            .into_iter()
+            .flatten()
+            .filter(|file| file.readable_by_others())
+        {
+            warnings.push(format!(
+                "{}: {} is readable by group or others (mode {:04o}); restrict it with chmod 600 \
+                 (Kubernetes: defaultMode 0400)",
+                file.setting,
+                file.path.display(),
+                file.mode.unwrap_or_default()
+            ));
+        }
+        for file in [&auth.station_tokens, &auth.admin_tokens]
+            .into_iter()
+            .flatten()
+            .filter(|file| file.writable_by_others())
+        {
+            warnings.push(format!(
+                "{}: {} is writable by group or others (mode {:04o}); whoever can write it can add a token; \
+                 restrict it with chmod 644 or stricter",
+                file.setting,
+                file.path.display(),
+                file.mode.unwrap_or_default()
+            ));
+        }
         warnings
     }
 }
@@ -265,3 +327,5 @@ pub(crate) const DEFAULT_HOST: &str = "localhost";
 pub(crate) const DEFAULT_PORT: u16 = 5432;
 pub(crate) const DEFAULT_NAME: &str = "postgres";
 pub(crate) const DEFAULT_USER: &str = "postgres";
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const DEFAULT_MAX_PANELS_PER_ORDER: usize = 1000;

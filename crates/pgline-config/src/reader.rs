@@ -14,13 +14,19 @@ use crate::model::{
 };
 use crate::sources::{self, CONNECTION_STRING};
 use crate::words::one_of;
-use crate::{Backend, Config, ConfigError, LogLevel, Profile, Secret, TargetSessionAttrs, TlsMode};
+use crate::{Backend, Config, ConfigError, LogLevel, Profile, TargetSessionAttrs, TlsMode};
 
 /// Largest duration in milliseconds: PostgreSQL's limit for
 /// `statement_timeout`, and far from any `Instant` overflow.
 const MAX_MILLIS: u64 = i32::MAX as u64;
 /// Largest pool size accepted; beyond it is a typo, not a pool.
 const MAX_CONNECTIONS: u64 = 10_000;
+/// Bounds of `HTTP_MAX_BODY_BYTES`: 1 KiB to 100 MiB.
+const BODY_BYTES: std::ops::RangeInclusive<u64> = 1024..=100 * 1024 * 1024;
+/// Bounds of `MAX_PANELS_PER_ORDER`.
+const PANELS_PER_ORDER: std::ops::RangeInclusive<u64> = 1..=100_000;
+/// The keys whose values are secrets and never repeated.
+const SECRET_KEYS: [&str; 2] = ["database.password", "database.migration_password"];
 
 /// A value for an error message: strings quoted, tables and lists by kind.
 pub(crate) fn shown(value: &Value) -> String {
@@ -118,7 +124,7 @@ impl<'a> Reader<'a> {
                 setting: metadata.interpolate(&FigmentProfile::Default, &keys),
                 opaque: metadata.source.as_ref().and_then(|s| s.custom())
                     == Some(CONNECTION_STRING)
-                    || key == "database.password",
+                    || SECRET_KEYS.contains(&key),
             },
             None => Origin {
                 setting: key.to_owned(),
@@ -128,13 +134,18 @@ impl<'a> Reader<'a> {
         Some((value, origin))
     }
 
+    /// Whether any source gives `key`.
+    pub(crate) fn is_set(&self, key: &str) -> bool {
+        self.find(key).is_some()
+    }
+
     /// The setting as the user wrote it, for messages that involve two settings.
-    fn setting(&self, key: &str) -> String {
+    pub(crate) fn setting(&self, key: &str) -> String {
         self.find(key)
             .map_or_else(|| key.to_owned(), |(_, origin)| origin.setting)
     }
 
-    fn problem(&mut self, setting: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn problem(&mut self, setting: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             setting: setting.into(),
             message: message.into(),
@@ -143,7 +154,7 @@ impl<'a> Reader<'a> {
 
     /// The value at `key` parsed by `parse`; `None` when missing or invalid,
     /// the latter recorded as a problem. `expected` describes the accepted form.
-    fn read<T>(
+    pub(crate) fn read<T>(
         &mut self,
         key: &str,
         expected: &str,
@@ -184,11 +195,11 @@ impl<'a> Reader<'a> {
         self.read(key, "a port number from 1 to 65535", port)
     }
 
-    fn flag(&mut self, key: &str) -> Option<bool> {
+    pub(crate) fn flag(&mut self, key: &str) -> Option<bool> {
         self.read(key, "true or false", flag)
     }
 
-    fn text(&mut self, key: &str, expected: &str) -> Option<String> {
+    pub(crate) fn text(&mut self, key: &str, expected: &str) -> Option<String> {
         self.read(key, expected, |v| text(v).map(str::to_owned))
     }
 
@@ -211,7 +222,13 @@ impl<'a> Reader<'a> {
         self.require(profile, "database.host", "the database server's host name");
         self.require(profile, "database.name", "the database name");
         self.require(profile, "database.user", "the user name");
-        self.require(profile, "database.password", "the user's password");
+        if self.find("database.password_file").is_none() {
+            self.require(
+                profile,
+                "database.password",
+                "the user's password, or DB_PASSWORD_FILE to a file that holds it",
+            );
+        }
         self.require(profile, "database.ssl", "true (verify-full) or an sslmode");
 
         let hosts = self.read(
@@ -261,20 +278,25 @@ impl<'a> Reader<'a> {
                 None => text(v)?.parse().ok(),
             },
         );
-        let password = self.read("database.password", "a string", |v| match v {
-            Value::String(_, s) => Some(s.clone()),
-            _ => None,
-        });
+        let (password, password_file) = self.secret(
+            "database.password",
+            "database.password_file",
+            "the password",
+        );
+        let user = self.text("database.user", "a user name");
+        let migration = self.migration(profile, user.as_deref());
 
         DatabaseConfig {
             hosts,
             name: self
                 .text("database.name", "a database name")
                 .unwrap_or_default(),
-            user: self
-                .text("database.user", "a user name")
-                .unwrap_or_default(),
-            password: password.filter(|p| !p.is_empty()).map(Secret::new),
+            user: user.unwrap_or_default(),
+            password,
+            password_file,
+            migration_user: migration.user,
+            migration_password: migration.password,
+            migration_password_file: migration.password_file,
             tls: tls.unwrap_or(TlsMode::Disable),
             ssl_root_cert: self
                 .text(
@@ -337,6 +359,25 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn server(&mut self) -> ServerConfig {
+        let size = |n: Option<u64>| n.and_then(|n| usize::try_from(n).ok()).unwrap_or_default();
+        let max_body_bytes = self.read(
+            "server.max_body_bytes",
+            &format!(
+                "a size in bytes from {} to {} (100 MiB), e.g. 1048576",
+                BODY_BYTES.start(),
+                BODY_BYTES.end()
+            ),
+            |v| in_range(v, BODY_BYTES),
+        );
+        let max_panels_per_order = self.read(
+            "server.max_panels_per_order",
+            &format!(
+                "a whole number of panels from {} to {}",
+                PANELS_PER_ORDER.start(),
+                PANELS_PER_ORDER.end()
+            ),
+            |v| in_range(v, PANELS_PER_ORDER),
+        );
         ServerConfig {
             host: self
                 .read(
@@ -353,6 +394,9 @@ impl<'a> Reader<'a> {
             backend: self
                 .word("server.backend", Backend::WORDS)
                 .unwrap_or(Backend::Async),
+            max_body_bytes: size(max_body_bytes),
+            max_panels_per_order: size(max_panels_per_order),
+            auth: self.auth(),
         }
     }
 

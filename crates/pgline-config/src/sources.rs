@@ -26,6 +26,7 @@ pub(crate) const KEYS: &[(&str, Option<&str>)] = &[
     ("database.name", Some("DB_NAME")),
     ("database.user", Some("DB_USER")),
     ("database.password", Some("DB_PASSWORD")),
+    ("database.password_file", Some("DB_PASSWORD_FILE")),
     ("database.ssl", Some("DB_SSL")),
     ("database.ssl_root_cert", Some("DB_SSL_ROOT_CERT")),
     (
@@ -33,6 +34,12 @@ pub(crate) const KEYS: &[(&str, Option<&str>)] = &[
         Some("DB_TARGET_SESSION_ATTRS"),
     ),
     ("database.url", Some("DATABASE_URL")),
+    ("database.migration_user", Some("DB_MIGRATION_USER")),
+    ("database.migration_password", Some("DB_MIGRATION_PASSWORD")),
+    (
+        "database.migration_password_file",
+        Some("DB_MIGRATION_PASSWORD_FILE"),
+    ),
     ("pool.min", Some("DB_POOL_MIN")),
     ("pool.max", Some("DB_POOL_MAX")),
     ("pool.acquire_timeout_ms", Some("DB_POOL_ACQUIRE_MS")),
@@ -48,6 +55,11 @@ pub(crate) const KEYS: &[(&str, Option<&str>)] = &[
     ("server.host", Some("HOST")),
     ("server.port", Some("PORT")),
     ("server.backend", Some("DB_BACKEND")),
+    ("server.max_body_bytes", Some("HTTP_MAX_BODY_BYTES")),
+    ("server.max_panels_per_order", Some("MAX_PANELS_PER_ORDER")),
+    ("server.station_tokens_file", Some("STATION_TOKENS_FILE")),
+    ("server.admin_token_file", Some("ADMIN_TOKEN_FILE")),
+    ("server.admin_open", Some("ADMIN_OPEN")),
     ("log.level", Some("LOG_LEVEL")),
     ("log.filter", Some("RUST_LOG")),
     ("log.slow_query_ms", None),
@@ -146,6 +158,15 @@ pub(crate) fn defaults(profile: crate::Profile) -> Layer {
     set("server.host", Value::from(server.host.as_str()));
     set("server.port", Value::from(server.port));
     set("server.backend", Value::from(server.backend.as_str()));
+    set(
+        "server.max_body_bytes",
+        Value::from(u64::try_from(server.max_body_bytes).unwrap_or(u64::MAX)),
+    );
+    set(
+        "server.max_panels_per_order",
+        Value::from(u64::try_from(server.max_panels_per_order).unwrap_or(u64::MAX)),
+    );
+    set("server.admin_open", Value::from(server.auth.admin_open));
     set("log.level", Value::from(log.level.as_str()));
     set("log.slow_query_ms", ms(log.slow_query));
     set(

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pgline_core::{DbError, ErrorKind};
 use pgline_mfg::DomainError;
@@ -17,6 +17,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after_secs: Option<u64>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 #[derive(Serialize)]
@@ -38,7 +39,16 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header to the answer (appended: a name may repeat, as
+    /// `WWW-Authenticate` does with several challenges).
+    #[must_use]
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// 503: the database cannot be used now; try again after `retry_after_secs`.
@@ -164,6 +174,9 @@ impl IntoResponse for ApiError {
             },
         });
         let mut response = (self.status, body).into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().append(name, value);
+        }
         if let Some(secs) = self.retry_after_secs
             && let Ok(value) = HeaderValue::from_str(&secs.to_string())
         {

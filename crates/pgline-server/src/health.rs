@@ -144,10 +144,11 @@ where
     D: Database + Clone,
     S: ManufacturingStore + Clone + 'static,
 {
-    let body = match &state.metrics {
+    let mut body = match &state.metrics {
         Some(render) => render(),
         None => render_pool_stats(&state.db.stats(), state.db.backend()),
     };
+    body.push_str(&state.auth_failures.render_prometheus());
     (
         [(
             header::CONTENT_TYPE,

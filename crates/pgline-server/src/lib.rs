@@ -34,6 +34,7 @@
 
 mod api;
 mod app;
+mod auth;
 mod error;
 mod extract;
 mod health;
@@ -41,7 +42,9 @@ mod run;
 mod state;
 
 pub use app::app;
+pub use auth::{Auth, AuthFailures, AuthenticatedStation, FailureReason, hash_token};
 pub use error::ApiError;
 pub use health::render_pool_stats;
 pub use run::{breaker_view, run, serve, shutdown_signal};
+pub use state::store_limits;
 pub use state::{AppState, BreakerProbe, BreakerView, HttpLimits, MetricsRenderer};

@@ -98,6 +98,7 @@ async fn run_on<P: Database + Clone>(
     let mut state = AppState::new(db.clone(), store);
     state.breaker = Some(Arc::new(move || breaker_view(&breaker)));
     state.profile = config.profile.as_str();
+    state.apply_config(&config)?;
     serve(&config, listener, state, shutdown).await?;
     let report = db.close(POOL_CLOSE_WAIT).await;
     tracing::info!(?report, "database pool closed");
@@ -115,13 +116,11 @@ async fn open_store<D: Database + Clone>(
 ) -> anyhow::Result<Store<D>> {
     match started {
         Ok(()) => {
-            let store = PgStore::new(db.clone());
-            let report = store
-                .migrate()
-                .await
-                .context("migrating the database schema")?;
-            tracing::info!(?report, backend = db.backend(), "schema up to date");
-            Ok(Store::Postgres(store))
+            migrate_as_owner(config, db).await?;
+            Ok(Store::Postgres(PgStore::with_limits(
+                db.clone(),
+                crate::store_limits(config),
+            )))
         }
         Err(e) if config.profile == Profile::Development => {
             tracing::warn!(
@@ -129,13 +128,51 @@ async fn open_store<D: Database + Clone>(
                 "DATABASE UNREACHABLE: running DEGRADED on an in-memory store (development profile); \
                  data is NOT persisted and is lost on exit. The pool keeps reconnecting; restart once the database is up"
             );
-            Ok(Store::Memory(MemoryStore::new()))
+            Ok(Store::Memory(MemoryStore::with_limits(
+                crate::store_limits(config),
+            )))
         }
         Err(e) => bail!(
             "the database is unreachable at start-up ({} profile, waited {wait:?}): {e}",
             config.profile.as_str()
         ),
     }
+}
+
+/// Runs the migrations as the owner role (`DB_MIGRATION_USER`, falling back to
+/// the main user): the runtime role may hold only DML grants.
+async fn migrate_as_owner<D: Database + Clone>(config: &Config, db: &D) -> anyhow::Result<()> {
+    if config.migration_user() == config.database.user {
+        let report = pgline_mfg::migrate(db)
+            .await
+            .context("migrating the database schema")?;
+        tracing::info!(?report, backend = db.backend(), "schema up to date");
+        return Ok(());
+    }
+    let tls = pgline_async::make_connector(
+        config.database.tls,
+        config.database.ssl_root_cert.as_deref(),
+    )
+    .context("TLS settings")?;
+    let owner = PgPool::new(
+        PgManager::new(config.migration_tokio_postgres(), tls, 0),
+        PoolOptions::new(0, 1).with_acquire_timeout(config.pool.acquire_timeout),
+    )
+    .context("migration pool")?;
+    let result = pgline_mfg::migrate(&owner).await;
+    owner.close(Duration::from_secs(5)).await;
+    let report = result.with_context(|| {
+        format!(
+            "migrating the database schema as {}",
+            config.migration_user()
+        )
+    })?;
+    tracing::info!(
+        ?report,
+        owner = config.migration_user(),
+        "schema up to date"
+    );
+    Ok(())
 }
 
 /// Serves `state` until `shutdown`, then lets in-flight requests finish
@@ -164,7 +201,11 @@ where
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let marker = state.clone();
     let router = app(state);
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!(
             "shutdown requested: refusing new connections, finishing requests in flight"

@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use pgline_config::{Config, ConfigError};
 use serde::Serialize;
+
+use crate::auth::{Auth, AuthFailures};
 
 /// The circuit breaker as `/status` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +67,13 @@ pub struct AppState<D, S> {
     pub limits: HttpLimits,
     /// The profile name, for `/status`.
     pub profile: &'static str,
+    /// Who may call the API and the admin endpoints; [`Auth::off`] unless
+    /// set (directly or by [`AppState::apply_config`]).
+    pub auth: Auth,
+    /// Failed authentication attempts, for `/metrics`
+    /// ([`AuthFailures::render_prometheus`]). Shared by clones; replacing
+    /// [`auth`](Self::auth) keeps it.
+    pub auth_failures: Arc<AuthFailures>,
     started: Instant,
     shutting_down: Arc<AtomicBool>,
 }
@@ -77,6 +87,8 @@ impl<D: Clone, S: Clone> Clone for AppState<D, S> {
             metrics: self.metrics.clone(),
             limits: self.limits.clone(),
             profile: self.profile,
+            auth: self.auth.clone(),
+            auth_failures: self.auth_failures.clone(),
             started: self.started,
             shutting_down: self.shutting_down.clone(),
         }
@@ -93,9 +105,25 @@ impl<D, S> AppState<D, S> {
             metrics: None,
             limits: HttpLimits::default(),
             profile: "development",
+            auth: Auth::off(),
+            auth_failures: Arc::new(AuthFailures::default()),
             started: Instant::now(),
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Takes the HTTP settings of `config`: the profile, the body limit
+    /// (`HTTP_MAX_BODY_BYTES`) and the authentication ([`Auth::from_config`]).
+    ///
+    /// Errors when the profile requires authentication that is not
+    /// configured: in production, `STATION_TOKENS_FILE`, and
+    /// `ADMIN_TOKEN_FILE` unless `ADMIN_OPEN=true`. The store's limits
+    /// (`MAX_PANELS_PER_ORDER`) are the store's: see [`store_limits`].
+    pub fn apply_config(&mut self, config: &Config) -> Result<(), ConfigError> {
+        self.auth = Auth::from_config(config)?;
+        self.limits.max_body_bytes = config.server.max_body_bytes;
+        self.profile = config.profile.as_str();
+        Ok(())
     }
 
     /// Seconds since the state was made.
@@ -112,4 +140,10 @@ impl<D, S> AppState<D, S> {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }
+}
+
+/// The manufacturing store's limits from `config` (`MAX_PANELS_PER_ORDER`),
+/// for `PgStore::with_limits` and `MemoryStore::with_limits`.
+pub fn store_limits(config: &Config) -> pgline_mfg::Limits {
+    pgline_mfg::Limits::default().with_max_panels_per_order(config.server.max_panels_per_order)
 }

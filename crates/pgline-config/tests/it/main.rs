@@ -3,11 +3,14 @@
 
 mod file;
 mod hosts;
+mod http;
 mod invalid;
+mod migration;
 mod postgres;
 mod production;
 mod profiles;
 mod secret;
+mod secret_files;
 mod url;
 mod variables;
 
