@@ -1,0 +1,52 @@
+//! The one error type of this crate.
+
+use opentelemetry_sdk::error::OTelSdkError;
+
+/// Why telemetry could not be set up, flushed or shut down.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// `LOG_FORMAT` holds something other than `text` or `json`.
+    #[error("LOG_FORMAT: expected `text` or `json`, got {0:?}")]
+    InvalidLogFormat(String),
+    /// The log filter (`RUST_LOG` or `LOG_LEVEL`) does not parse.
+    #[error(
+        "RUST_LOG: expected tracing filter directives such as info,pgline_async=debug, got {directives:?}"
+    )]
+    InvalidFilter {
+        /// The directives as given.
+        directives: String,
+        /// What the parser said.
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// OTLP export over gRPC needs a Tokio runtime to build its channel.
+    #[error("OTLP export needs a Tokio runtime: set telemetry up from inside one")]
+    NoRuntime,
+    /// The OTLP exporter could not be built (a malformed endpoint, say).
+    #[error("could not build the OTLP {signal} exporter for {endpoint}")]
+    Exporter {
+        /// `traces` or `metrics`.
+        signal: &'static str,
+        /// The endpoint it was built for.
+        endpoint: String,
+        /// What the builder said.
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// The Prometheus exporter could not be built.
+    #[error("could not build the Prometheus exporter")]
+    Prometheus(#[source] OTelSdkError),
+    /// A global `tracing` subscriber is already installed.
+    #[error("a global tracing subscriber is already installed")]
+    SubscriberInstalled(#[source] tracing_subscriber::util::TryInitError),
+    /// Flushing or shutting down the OpenTelemetry SDK failed (or timed out).
+    #[error("OpenTelemetry {action} failed")]
+    Sdk {
+        /// `flush` or `shutdown`.
+        action: &'static str,
+        /// What the SDK said.
+        #[source]
+        source: OTelSdkError,
+    },
+}

@@ -1,0 +1,471 @@
+//! Setting telemetry up: [`Telemetry`] (the tracer and meter providers),
+//! [`init`] for the composition root, and the [`TelemetryGuard`] that flushes
+//! on shutdown.
+
+pub(crate) mod export;
+mod subscriber;
+
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use pgline_config::{Config, LogConfig, TelemetryConfig};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::{Metrics, PoolObserver, TelemetryError};
+use export::{DiscardSpans, ExportHealth, ReportingMetricExporter, ReportingSpanExporter};
+pub use subscriber::LogFormat;
+
+/// How long one OTLP export may take (connect included) before it counts as
+/// failed. Exports run on the SDK's own threads, never on a caller's path.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Acquires shorter than this get no span of their own (see [`PoolObserver`]).
+const DEFAULT_ACQUIRE_SPAN_THRESHOLD: Duration = Duration::from_millis(1);
+/// How long shutdown waits for the last spans to be exported.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The OpenTelemetry resource of the service: `service.name` and
+/// `service.version`, plus what `OTEL_RESOURCE_ATTRIBUTES` adds.
+pub(crate) fn resource(service_name: &str) -> Resource {
+    Resource::builder()
+        .with_service_name(service_name.to_owned())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// The tracer and meter providers of a service, and the [`Metrics`] built on
+/// the meter.
+///
+/// [`init`] builds one from the configuration and installs it globally; tests
+/// and benchmarks build one with [`Telemetry::builder`] and install its
+/// [`subscriber`](Telemetry::subscriber) where they need it (for one future
+/// with `tracing::instrument::WithSubscriber`, for one thread with
+/// `tracing::subscriber::set_default`).
+///
+/// Tracing is on when export is enabled (`OTEL_EXPORTER_OTLP_ENDPOINT` set,
+/// `OTEL_SDK_DISABLED` not `true`) or when the builder is told to
+/// [`discard_export`](TelemetryBuilder::discard_export). Metrics always are:
+/// they are read as Prometheus text even without export.
+pub struct Telemetry {
+    tracer_provider: Option<SdkTracerProvider>,
+    tracer: Option<SdkTracer>,
+    metrics: Metrics,
+    endpoint: Option<String>,
+    acquire_span_threshold: Duration,
+}
+
+/// Builds a [`Telemetry`]; see [`Telemetry::builder`].
+#[derive(Debug, Clone)]
+pub struct TelemetryBuilder {
+    service_name: String,
+    endpoint: Option<String>,
+    export_traces: bool,
+    export_metrics: bool,
+    discard: bool,
+    metric_interval: Option<Duration>,
+    acquire_span_threshold: Duration,
+}
+
+impl TelemetryBuilder {
+    /// Spans are made and processed as for export, then dropped: the whole
+    /// in-process cost of tracing, without a collector. For benchmarks.
+    /// Ignored when an OTLP endpoint is configured.
+    #[must_use]
+    pub fn discard_export(mut self) -> Self {
+        self.discard = true;
+        self
+    }
+
+    /// Pushes no metrics over OTLP (they stay readable as Prometheus text),
+    /// as `OTEL_METRICS_EXPORTER=none` does. For a collector that takes
+    /// traces only, such as Jaeger.
+    #[must_use]
+    pub fn without_metric_export(mut self) -> Self {
+        self.export_metrics = false;
+        self
+    }
+
+    /// Exports no spans, as `OTEL_TRACES_EXPORTER=none` does.
+    #[must_use]
+    pub fn without_trace_export(mut self) -> Self {
+        self.export_traces = false;
+        self
+    }
+
+    /// Pool acquires that waited at least this long get an `acquire` span
+    /// (default 1 ms); shorter ones only count in
+    /// `db.client.connection.wait_time`. Zero gives every acquire a span.
+    #[must_use]
+    pub fn acquire_span_threshold(mut self, threshold: Duration) -> Self {
+        self.acquire_span_threshold = threshold;
+        self
+    }
+
+    /// How often metrics are pushed over OTLP (default 60 s, or
+    /// `OTEL_METRIC_EXPORT_INTERVAL` in milliseconds).
+    #[must_use]
+    pub fn metric_export_interval(mut self, every: Duration) -> Self {
+        self.metric_interval = Some(every);
+        self
+    }
+
+    /// Builds the providers. With an OTLP endpoint this must run inside a
+    /// Tokio runtime (the gRPC channel lives on it) and fails with
+    /// [`TelemetryError::NoRuntime`] otherwise. Nothing connects yet: a
+    /// collector that is down shows up as one warn line at the first export.
+    pub fn build(self) -> Result<Telemetry, TelemetryError> {
+        let resource = resource(&self.service_name);
+        let tracer_provider;
+        let mut metric_export = None;
+        if let Some(endpoint) = &self.endpoint {
+            tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
+            let health = ExportHealth::new(endpoint);
+            let exporter_error = |signal| {
+                let endpoint = endpoint.clone();
+                move |source| TelemetryError::Exporter {
+                    signal,
+                    endpoint,
+                    source,
+                }
+            };
+            tracer_provider = if self.export_traces {
+                let spans = opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint.clone())
+                    .with_timeout(EXPORT_TIMEOUT)
+                    .build()
+                    .map_err(exporter_error("traces"))?;
+                Some(
+                    SdkTracerProvider::builder()
+                        .with_resource(resource.clone())
+                        .with_batch_exporter(ReportingSpanExporter::new(spans, health.clone()))
+                        .build(),
+                )
+            } else {
+                None
+            };
+            if self.export_metrics {
+                let metrics = opentelemetry_otlp::MetricExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(endpoint.clone())
+                    .with_timeout(EXPORT_TIMEOUT)
+                    .build()
+                    .map_err(exporter_error("metrics"))?;
+                metric_export = Some((
+                    ReportingMetricExporter::new(metrics, health),
+                    self.metric_interval,
+                ));
+            }
+        } else if self.discard {
+            tracer_provider = Some(
+                SdkTracerProvider::builder()
+                    .with_resource(resource.clone())
+                    .with_batch_exporter(DiscardSpans)
+                    .build(),
+            );
+        } else {
+            tracer_provider = None;
+        }
+        let tracer = tracer_provider.as_ref().map(|p| {
+            p.tracer_with_scope(
+                opentelemetry::InstrumentationScope::builder("pgline")
+                    .with_version(env!("CARGO_PKG_VERSION"))
+                    .build(),
+            )
+        });
+        Ok(Telemetry {
+            metrics: Metrics::build(resource, metric_export)?,
+            tracer_provider,
+            tracer,
+            endpoint: self.endpoint,
+            acquire_span_threshold: self.acquire_span_threshold,
+        })
+    }
+}
+
+impl Telemetry {
+    /// A builder from the `OTEL_*` part of the configuration. The standard
+    /// `OTEL_TRACES_EXPORTER=none` and `OTEL_METRICS_EXPORTER=none` turn one
+    /// signal's export off.
+    pub fn builder(config: &TelemetryConfig) -> TelemetryBuilder {
+        let exporter_is_none =
+            |variable| std::env::var(variable).is_ok_and(|v| v.trim().eq_ignore_ascii_case("none"));
+        TelemetryBuilder {
+            service_name: config.service_name.clone(),
+            endpoint: config
+                .otlp_endpoint
+                .clone()
+                .filter(|_| config.export_enabled()),
+            export_traces: !exporter_is_none("OTEL_TRACES_EXPORTER"),
+            export_metrics: !exporter_is_none("OTEL_METRICS_EXPORTER"),
+            discard: false,
+            metric_interval: None,
+            acquire_span_threshold: DEFAULT_ACQUIRE_SPAN_THRESHOLD,
+        }
+    }
+
+    /// The metrics, to register pools and breakers with and to render for
+    /// `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The OTLP endpoint telemetry is exported to, if export is on.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// Whether spans are recorded (exported, or discarded for a benchmark).
+    pub fn is_tracing(&self) -> bool {
+        self.tracer.is_some()
+    }
+
+    /// A listener for the pool named `pool_name`: the wait, create and use
+    /// time histograms, and `acquire` spans for long waits when tracing is on.
+    pub fn pool_listener(&self, pool_name: impl Into<String>) -> Arc<PoolObserver> {
+        Arc::new(PoolObserver::new(
+            pool_name.into(),
+            self.metrics.pool_times(),
+            self.tracer
+                .clone()
+                .map(|tracer| (tracer, self.acquire_span_threshold)),
+        ))
+    }
+
+    /// The `tracing` subscriber: log lines in `format` to `writer`, filtered
+    /// by `log`'s directives (`RUST_LOG`, else `LOG_LEVEL`), and, when
+    /// tracing is on, spans to OpenTelemetry (info and above, plus pgline's
+    /// debug-level database spans, whatever the log level).
+    pub fn subscriber<W>(
+        &self,
+        log: &LogConfig,
+        format: LogFormat,
+        writer: W,
+    ) -> Result<impl tracing::Subscriber + Send + Sync + 'static, TelemetryError>
+    where
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
+        subscriber::build(self.tracer.clone(), log.directives(), format, false, writer)
+    }
+
+    /// Exports everything recorded so far, blocking until the collector has
+    /// answered or the export timed out.
+    ///
+    /// Blocks the calling thread: on a Tokio runtime call it inside
+    /// `spawn_blocking` — on a current-thread runtime it would deadlock,
+    /// because the export needs the runtime this thread drives.
+    pub fn force_flush(&self) -> Result<(), TelemetryError> {
+        if let Some(provider) = &self.tracer_provider {
+            provider
+                .force_flush()
+                .map_err(|source| TelemetryError::Sdk {
+                    action: "flush",
+                    source,
+                })?;
+        }
+        self.metrics.force_flush()
+    }
+
+    /// Exports what is left and stops the exporters. Blocking, like
+    /// [`force_flush`](Telemetry::force_flush); bounded by about ten seconds
+    /// when the collector does not answer.
+    pub fn shutdown(&self) -> Result<(), TelemetryError> {
+        let traces = match &self.tracer_provider {
+            Some(provider) => provider
+                .shutdown_with_timeout(SHUTDOWN_TIMEOUT)
+                .map_err(|source| TelemetryError::Sdk {
+                    action: "shutdown",
+                    source,
+                }),
+            None => Ok(()),
+        };
+        let metrics = self.metrics.shutdown();
+        traces.and(metrics)
+    }
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("endpoint", &self.endpoint)
+            .field("tracing", &self.is_tracing())
+            .field("metrics", &self.metrics)
+            .finish()
+    }
+}
+
+/// Sets up logs, traces and metrics for the service, once, from the
+/// composition root.
+///
+/// - Installs the global `tracing` subscriber (and routes `log` records to
+///   it): log lines on stdout in the format of `LOG_FORMAT` (`text` or
+///   `json`), filtered by `LOG_LEVEL` unless `RUST_LOG` is set.
+/// - When export is enabled (`OTEL_EXPORTER_OTLP_ENDPOINT` set and
+///   `OTEL_SDK_DISABLED` not `true`): OTLP/gRPC exporters for traces (batched)
+///   and metrics (every 60 s), the OpenTelemetry layer, the global tracer
+///   provider, and the W3C trace-context propagator, all with
+///   `service.name` from `OTEL_SERVICE_NAME`.
+///
+/// Call it inside a Tokio runtime (the gRPC channel lives on it). Keep the
+/// guard until the end and finish with [`TelemetryGuard::shutdown`]`.await`,
+/// which exports the last spans; see the guard for what dropping it does.
+///
+/// ```no_run
+/// # async fn main_() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = pgline_config::Config::from_env()?;
+/// let telemetry = pgline_telemetry::init(&config)?;
+/// let metrics = telemetry.metrics().clone();
+/// // ... build the pool with `telemetry.telemetry().pool_listener(..)`, wrap it in
+/// // `Traced`, register it with `metrics.register_pool(..)`, serve ...
+/// telemetry.shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub fn init(config: &Config) -> Result<TelemetryGuard, TelemetryError> {
+    let format = LogFormat::from_env()?;
+    let ansi = format == LogFormat::Text && std::io::stdout().is_terminal();
+    install(config, format, ansi, std::io::stdout)
+}
+
+/// [`init`] with an explicit log format and writer (no colours), for tests
+/// and for services that log somewhere else than stdout.
+pub fn init_with_writer<W>(
+    config: &Config,
+    format: LogFormat,
+    writer: W,
+) -> Result<TelemetryGuard, TelemetryError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    install(config, format, false, writer)
+}
+
+fn install<W>(
+    config: &Config,
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+) -> Result<TelemetryGuard, TelemetryError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let telemetry = Telemetry::builder(&config.telemetry).build()?;
+    let guard = TelemetryGuard {
+        telemetry: Some(telemetry),
+    };
+    let telemetry = guard.telemetry();
+    subscriber::build(
+        telemetry.tracer.clone(),
+        config.log.directives(),
+        format,
+        ansi,
+        writer,
+    )?
+    .try_init()
+    .map_err(TelemetryError::SubscriberInstalled)?;
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    if let Some(provider) = &telemetry.tracer_provider {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+    }
+    match telemetry.endpoint() {
+        Some(endpoint) => tracing::info!(
+            endpoint,
+            service.name = %config.telemetry.service_name,
+            "exporting traces and metrics over OTLP/gRPC"
+        ),
+        None => tracing::info!(
+            "OpenTelemetry export off (OTEL_EXPORTER_OTLP_ENDPOINT unset or OTEL_SDK_DISABLED=true); metrics at /metrics"
+        ),
+    }
+    Ok(guard)
+}
+
+/// Keeps telemetry running; flushes and shuts it down at the end.
+///
+/// Prefer [`shutdown`](TelemetryGuard::shutdown)`.await`: it waits for the
+/// last export on a blocking thread and works on any Tokio runtime.
+///
+/// Dropping the guard also shuts down, which blocks until the last export is
+/// done (about ten seconds at most when the collector is down): on a
+/// multi-thread runtime it blocks in place; outside a runtime it blocks the
+/// thread. On a current-thread runtime it cannot wait (the export needs the
+/// thread it would block), so it logs a warning and finishes on a thread of
+/// its own, which the process may not wait for.
+#[must_use = "dropping the guard shuts telemetry down"]
+pub struct TelemetryGuard {
+    telemetry: Option<Telemetry>,
+}
+
+impl TelemetryGuard {
+    /// The providers and metrics.
+    pub fn telemetry(&self) -> &Telemetry {
+        // Only `shutdown` and `drop` take it, and both consume the guard.
+        self.telemetry
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("telemetry is taken only when the guard is consumed"))
+    }
+
+    /// The metrics, to register pools with and render for `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        self.telemetry().metrics()
+    }
+
+    /// Exports what is left and stops the exporters, waiting on a blocking
+    /// thread.
+    pub async fn shutdown(mut self) -> Result<(), TelemetryError> {
+        let Some(telemetry) = self.telemetry.take() else {
+            return Ok(());
+        };
+        match tokio::task::spawn_blocking(move || telemetry.shutdown()).await {
+            Ok(result) => result,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+}
+
+impl std::fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryGuard")
+            .field("telemetry", &self.telemetry)
+            .finish()
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        let Some(telemetry) = self.telemetry.take() else {
+            return;
+        };
+        // Without OTLP, shutting down does no IO and is safe anywhere.
+        let exporting = telemetry.endpoint.is_some();
+        let finish = move || {
+            if let Err(e) = telemetry.shutdown() {
+                tracing::debug!(target: export::EXPORT_TARGET, error = %e, "telemetry shutdown incomplete");
+            }
+        };
+        if !exporting {
+            finish();
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle)
+                if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread =>
+            {
+                tracing::warn!(
+                    target: export::EXPORT_TARGET,
+                    "TelemetryGuard dropped on a current-thread runtime: the last spans may be lost; \
+                     call `shutdown().await` instead"
+                );
+                std::thread::spawn(finish);
+            }
+            Ok(_) => tokio::task::block_in_place(finish),
+            Err(_) => finish(),
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! [`Traced`]: a [`Database`] decorator that gives every statement and
+//! transaction a span, a duration measurement and a log line.
+
+mod op;
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgline_core::{
+    BoxFuture, CloseReport, Database, DbError, HealthReport, PoolStats, Row, Session, ToSql,
+    TransactionError,
+};
+use tracing::Instrument as _;
+
+use crate::Metrics;
+use op::{Outcome, Shared};
+pub use session::TracedSession;
+
+pub(crate) use op::SPAN_TARGET;
+
+/// A [`Database`] that traces what passes through it.
+///
+/// Every `query`, `execute` and `batch_execute` gets a span (`DEBUG` level,
+/// target `pgline_telemetry::db`, kind `CLIENT`) that is a child of the
+/// caller's current span, named after OpenTelemetry's database conventions
+/// (`SELECT plant`) and carrying `db.system.name=postgresql`, `db.namespace`,
+/// `db.operation.name` (the statement's first keyword), `db.query.text`,
+/// `server.address`, and `server.port` when it is not 5432; on failure also
+/// `db.response.status_code` (the SQLSTATE) and `error.type` (the SQLSTATE,
+/// or the error's kind when the server sent none). A `transaction` gets one
+/// span around `BEGIN` … `COMMIT` with `db.operation.name=TRANSACTION`.
+///
+/// Statement spans are leaves and are never entered (entering a span on
+/// every poll is the most expensive part of tracing a statement), so an
+/// `acquire` span from the pool's [`PoolObserver`](crate::PoolObserver) sits
+/// beside the statement it waited for; a transaction's span is entered, so
+/// its acquire and its statements are its children.
+///
+/// `db.query.text` never holds parameter values: text that came with
+/// parameters is shown as written (`… WHERE barcode = $1`), text without
+/// parameters has its literals replaced by `?`.
+///
+/// With [`with_metrics`](Traced::with_metrics), each operation's duration is
+/// recorded in `db.client.operation.duration`. Each operation's duration is
+/// logged at debug (target `pgline_telemetry::query`), and operations slower
+/// than the threshold (1 s unless [`with_slow_query`](Traced::with_slow_query)
+/// says otherwise) at warn — with the operation, duration and redacted text,
+/// never parameters.
+///
+/// # Statements inside a transaction
+///
+/// [`Database::transaction`] hands its closure the backend's own
+/// [`Session`], so statements inside a transaction are covered by the
+/// transaction's span but get no span of their own. Code that holds the
+/// concrete `Traced` can wrap the session with [`Traced::session`] to trace
+/// them too. (Wrapping it automatically needs the closure to be `'static`,
+/// which the core trait does not require.)
+///
+/// # Example
+///
+/// ```no_run
+/// use pgline_core::Database;
+/// use pgline_telemetry::{Metrics, Traced};
+/// use tracing::Instrument as _;
+///
+/// # async fn demo(pool: pgline_async::PgPool, config: pgline_config::Config, metrics: Metrics)
+/// # -> Result<(), pgline_core::DbError> {
+/// let db = Traced::from_config(pool, &config).with_metrics(&metrics);
+/// // The statement's span is a child of the request's.
+/// let request = tracing::info_span!("station request", station = "ST-01");
+/// db.execute("UPDATE panels SET status = 'IN_PROGRESS' WHERE barcode = $1", &[&"P-1"])
+///     .instrument(request)
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct Traced<D> {
+    inner: D,
+    shared: Arc<Shared>,
+}
+
+impl<D: Database> Traced<D> {
+    /// Wraps `inner`, describing it as database `namespace` on
+    /// `server_address:server_port`.
+    pub fn new(inner: D, namespace: &str, server_address: &str, server_port: u16) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(Shared::new(namespace, server_address, server_port)),
+        }
+    }
+
+    /// Wraps `inner` with the database name, first host and slow-statement
+    /// threshold of the service configuration.
+    pub fn from_config(inner: D, config: &pgline_config::Config) -> Self {
+        let (host, port) = config
+            .database
+            .hosts
+            .first()
+            .map_or(("localhost", 5432), |e| (e.host.as_str(), e.port));
+        Self::new(inner, &config.database.name, host, port).with_slow_query(config.log.slow_query)
+    }
+
+    /// Records each operation's duration in `metrics`
+    /// (`db.client.operation.duration`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.shared_mut().duration = Some(metrics.operation_duration());
+        self
+    }
+
+    /// Operations at least this slow are logged at warn (default 1 s).
+    #[must_use]
+    pub fn with_slow_query(mut self, threshold: Duration) -> Self {
+        self.shared_mut().slow_query = threshold;
+        self
+    }
+
+    /// The wrapped handle.
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+
+    /// Unwraps the handle.
+    pub fn into_inner(self) -> D {
+        self.inner
+    }
+
+    /// Wraps a transaction's session so that each of its statements gets a
+    /// span (a child of the transaction's), a duration and a log line, like
+    /// statements outside a transaction.
+    ///
+    /// ```no_run
+    /// use pgline_core::{Database, DbError};
+    /// use pgline_telemetry::Traced;
+    ///
+    /// # async fn demo(db: &Traced<pgline_async::PgPool>) -> Result<(), DbError> {
+    /// db.transaction(|tx| {
+    ///     let mut tx = db.session(tx);
+    ///     Box::pin(async move {
+    ///         use pgline_core::Session as _;
+    ///         tx.execute("UPDATE panels SET status = 'COMPLETED' WHERE barcode = $1", &[&"P-1"])
+    ///             .await?;
+    ///         Ok::<_, DbError>(())
+    ///     })
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    pub fn session<'s>(&self, session: &'s mut dyn Session) -> TracedSession<'s> {
+        TracedSession::new(session, self.shared.clone())
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.shared)
+    }
+
+    async fn statement<T>(
+        &self,
+        sql: &str,
+        parameterized: bool,
+        run: impl Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        // Not entered: a statement has no child spans (an `acquire` span of a
+        // long wait becomes its sibling), and entering a span on every poll
+        // costs more than the rest of the statement's telemetry together.
+        let operation = self.shared.statement(sql, parameterized);
+        let result = run.await;
+        operation.finish(match &result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Db(e),
+        });
+        result
+    }
+}
+
+impl<D: Clone> Clone for Traced<D> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<D: std::fmt::Debug> std::fmt::Debug for Traced<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Traced")
+            .field("inner", &self.inner)
+            .field("namespace", &self.shared.namespace)
+            .field("server_address", &self.shared.server_address)
+            .field("server_port", &self.shared.server_port)
+            .field("slow_query", &self.shared.slow_query)
+            .field("metrics", &self.shared.duration.is_some())
+            .finish()
+    }
+}
+
+impl<D: Database> Database for Traced<D> {
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+        self.statement(sql, !params.is_empty(), self.inner.query(sql, params))
+            .await
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+        self.statement(sql, !params.is_empty(), self.inner.execute(sql, params))
+            .await
+    }
+
+    async fn batch_execute(&self, sql: &str) -> Result<(), DbError> {
+        self.statement(sql, false, self.inner.batch_execute(sql))
+            .await
+    }
+
+    async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send,
+        E: TransactionError,
+        F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
+    {
+        let operation = self.shared.transaction();
+        let result = self
+            .inner
+            .transaction(&f)
+            .instrument(operation.span().clone())
+            .await;
+        operation.finish(match &result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => e.as_db_error().map_or(Outcome::Other, Outcome::Db),
+        });
+        result
+    }
+
+    fn stats(&self) -> PoolStats {
+        self.inner.stats()
+    }
+
+    async fn health(&self, timeout: Duration) -> HealthReport {
+        self.inner.health(timeout).await
+    }
+
+    async fn close(&self, timeout: Duration) -> CloseReport {
+        self.inner.close(timeout).await
+    }
+
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+}

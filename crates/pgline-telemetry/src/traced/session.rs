@@ -1,0 +1,70 @@
+//! [`TracedSession`]: a transaction's session whose statements are traced.
+
+use std::sync::Arc;
+
+use pgline_core::{BoxFuture, DbError, Params, Row, Session};
+
+use super::op::{Outcome, Shared};
+
+/// A [`Session`] that gives each statement a span, a duration and a log line,
+/// exactly as [`Traced`](super::Traced) does outside transactions. Made by
+/// [`Traced::session`](super::Traced::session).
+pub struct TracedSession<'s> {
+    inner: &'s mut dyn Session,
+    shared: Arc<Shared>,
+}
+
+impl<'s> TracedSession<'s> {
+    pub(crate) fn new(inner: &'s mut dyn Session, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+}
+
+impl std::fmt::Debug for TracedSession<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracedSession")
+            .field("namespace", &self.shared.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn traced<T>(
+    shared: &Shared,
+    sql: &str,
+    parameterized: bool,
+    run: BoxFuture<'_, Result<T, DbError>>,
+) -> Result<T, DbError> {
+    // Not entered, like statements outside a transaction.
+    let operation = shared.statement(sql, parameterized);
+    let result = run.await;
+    operation.finish(match &result {
+        Ok(_) => Outcome::Ok,
+        Err(e) => Outcome::Db(e),
+    });
+    result
+}
+
+impl Session for TracedSession<'_> {
+    fn query<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: Params<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Row>, DbError>> {
+        let run = self.inner.query(sql, params);
+        Box::pin(traced(&self.shared, sql, !params.is_empty(), run))
+    }
+
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: Params<'a>,
+    ) -> BoxFuture<'a, Result<u64, DbError>> {
+        let run = self.inner.execute(sql, params);
+        Box::pin(traced(&self.shared, sql, !params.is_empty(), run))
+    }
+
+    fn batch_execute<'a>(&'a mut self, sql: &'a str) -> BoxFuture<'a, Result<(), DbError>> {
+        let run = self.inner.batch_execute(sql);
+        Box::pin(traced(&self.shared, sql, false, run))
+    }
+}

@@ -1,0 +1,299 @@
+//! Spans and metrics reach an OTLP collector with the conventions' attributes
+//! and the right parent/child links.
+
+use std::collections::BTreeSet;
+
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use pgline_async::PoolOptions;
+use pgline_core::{Database, DbError, Session as _};
+use pgline_telemetry::{LogFormat, Telemetry, Traced};
+use tracing::Instrument as _;
+use tracing::instrument::WithSubscriber as _;
+
+use crate::common::{Capture, bounded, dispatch, fresh_config, pool, serial};
+use crate::receiver::{Receiver, attr};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn named<'a>(spans: &'a [(String, Span)], name: &str) -> Vec<&'a Span> {
+    spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.name == name)
+        .collect()
+}
+
+fn one<'a>(spans: &'a [(String, Span)], name: &str) -> &'a Span {
+    let found = named(spans, name);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one span named {name:?}, got {}: {:?}",
+        found.len(),
+        spans.iter().map(|(_, s)| &s.name).collect::<Vec<_>>()
+    );
+    found[0]
+}
+
+/// A caller's trace: version, trace id, parent span id, sampled.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn by_text<'a>(spans: &'a [(String, Span)], text: &str) -> &'a Span {
+    spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| attr(&s.attributes, "db.query.text").as_deref() == Some(text))
+        .unwrap_or_else(|| {
+            let all: Vec<_> = spans
+                .iter()
+                .map(|(_, s)| (&s.name, attr(&s.attributes, "db.query.text")))
+                .collect();
+            panic!("no span with db.query.text {text:?} in {all:#?}")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_and_transactions_arrive_as_linked_spans_with_metrics() {
+    bounded("the OTLP test", async {
+        let _serial = serial().await;
+        let (receiver, addr) = Receiver::start().await;
+        let config = fresh_config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
+            ("OTEL_SERVICE_NAME", "pgline-it".to_owned()),
+        ])
+        .await;
+        let db_name = config.database.name.clone();
+        // Every acquire gets a span (by default only waits of 1 ms and more).
+        let telemetry = Telemetry::builder(&config.telemetry)
+            .acquire_span_threshold(std::time::Duration::ZERO)
+            .build()
+            .unwrap();
+        assert!(telemetry.is_tracing());
+        let logs = Capture::default();
+        let subscriber = dispatch(
+            telemetry
+                .subscriber(&config.log, LogFormat::Text, logs.clone())
+                .unwrap(),
+        );
+
+        let pool_name = "it-otlp";
+        let pool = pool(
+            &config,
+            PoolOptions::new(1, 4).with_listener(telemetry.pool_listener(pool_name)),
+        )
+        .await;
+        let stats = pool.clone();
+        telemetry
+            .metrics()
+            .register_pool(pool_name, move || stats.stats());
+        telemetry.metrics().register_breaker(pool_name, || 0);
+        let db = Traced::from_config(pool.clone(), &config).with_metrics(telemetry.metrics());
+
+        // The request's span is made under the subscriber, like a server's would be.
+        let work = async {
+            let request =
+                tracing::info_span!("station request", otel.kind = "server", station = "ST-01");
+            // The station sent its own trace context: the request continues it.
+            let mut headers = http::HeaderMap::new();
+            headers.insert("traceparent", http::HeaderValue::from_static(TRACEPARENT));
+            assert!(pgline_telemetry::set_parent_from_headers(
+                &request, &headers
+            ));
+            async {
+                db.batch_execute(
+                    "CREATE TABLE panels (barcode text PRIMARY KEY, status text NOT NULL)",
+                )
+                .await
+                .unwrap();
+                db.execute(
+                    "INSERT INTO panels (barcode, status) VALUES ($1, $2)",
+                    &[&"P-OTLP-1", &"PENDING"],
+                )
+                .await
+                .unwrap();
+                let row = db
+                    .query_one(
+                        "SELECT status FROM panels WHERE barcode = $1",
+                        &[&"P-OTLP-1"],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(row.get::<_, String>(0), "PENDING");
+                let duplicate = db
+                    .execute(
+                        "INSERT INTO panels (barcode, status) VALUES ($1, $2)",
+                        &[&"P-OTLP-1", &"PENDING"],
+                    )
+                    .await
+                    .unwrap_err();
+                assert!(duplicate.is_unique_violation());
+                db.transaction(|tx| {
+                    let mut tx = db.session(tx);
+                    Box::pin(async move {
+                        tx.execute(
+                            "UPDATE panels SET status = 'IN_PROGRESS' WHERE barcode = $1",
+                            &[&"P-OTLP-1"],
+                        )
+                        .await?;
+                        tx.query("SELECT count(*) FROM panels", &[]).await?;
+                        Ok::<_, DbError>(())
+                    })
+                })
+                .await
+                .unwrap();
+            }
+            .instrument(request)
+            .await
+        };
+        work.with_subscriber(subscriber).await;
+
+        let telemetry = tokio::task::spawn_blocking(move || {
+            telemetry.force_flush().unwrap();
+            telemetry
+        })
+        .await
+        .unwrap();
+
+        let spans = receiver.spans();
+        assert!(spans.iter().all(|(service, _)| service == "pgline-it"));
+        let root = one(&spans, "station request");
+        let trace_id = root.trace_id.clone();
+        assert_eq!(
+            hex(&trace_id),
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "the caller's trace"
+        );
+        assert_eq!(
+            hex(&root.parent_span_id),
+            "00f067aa0ba902b7",
+            "the caller's span"
+        );
+        assert!(
+            spans.iter().all(|(_, s)| s.trace_id == trace_id),
+            "one station request is one trace"
+        );
+
+        // Statements outside the transaction: children of the request.
+        let select = by_text(&spans, "SELECT status FROM panels WHERE barcode = $1");
+        assert_eq!(select.name, format!("SELECT {db_name}"));
+        assert_eq!(select.parent_span_id, root.span_id);
+        assert_eq!(select.kind, SpanKind::Client as i32);
+        let a = |key| attr(&select.attributes, key);
+        assert_eq!(a("db.system.name").as_deref(), Some("postgresql"));
+        assert_eq!(a("db.namespace").as_deref(), Some(db_name.as_str()));
+        assert_eq!(a("db.operation.name").as_deref(), Some("SELECT"));
+        assert_eq!(
+            a("db.query.text").as_deref(),
+            Some("SELECT status FROM panels WHERE barcode = $1")
+        );
+        assert_eq!(a("server.address").as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            a("server.port"),
+            Some(pgline_testkit::PgServer::shared().port().to_string())
+        );
+        assert_eq!(a("error.type"), None);
+        assert_eq!(a("db.response.status_code"), None);
+
+        let create = one(&spans, &format!("CREATE {db_name}"));
+        assert_eq!(create.parent_span_id, root.span_id);
+
+        let inserts = named(&spans, &format!("INSERT {db_name}"));
+        assert_eq!(inserts.len(), 2);
+        let failed: Vec<_> = inserts
+            .iter()
+            .filter(|s| attr(&s.attributes, "error.type").is_some())
+            .collect();
+        assert_eq!(failed.len(), 1, "one INSERT failed");
+        let failed = failed[0];
+        assert_eq!(
+            attr(&failed.attributes, "db.response.status_code").as_deref(),
+            Some("23505")
+        );
+        assert_eq!(
+            attr(&failed.attributes, "error.type").as_deref(),
+            Some("23505")
+        );
+        let status = failed.status.as_ref().unwrap();
+        assert_eq!(status.code, StatusCode::Error as i32);
+        assert!(status.message.contains("23505"), "{}", status.message);
+
+        // The transaction: a child of the request; its statements, children of it.
+        let transaction = one(&spans, &format!("TRANSACTION {db_name}"));
+        assert_eq!(transaction.parent_span_id, root.span_id);
+        assert_eq!(
+            attr(&transaction.attributes, "db.operation.name").as_deref(),
+            Some("TRANSACTION")
+        );
+        let update = one(&spans, &format!("UPDATE {db_name}"));
+        assert_eq!(update.parent_span_id, transaction.span_id);
+        let count = by_text(&spans, "SELECT count(*) FROM panels");
+        assert_eq!(count.parent_span_id, transaction.span_id);
+
+        // Acquire spans: one per borrowed connection, beside the statement
+        // that waited (statement spans are leaves), inside a transaction.
+        let pooled: BTreeSet<_> = spans
+            .iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.kind == SpanKind::Client as i32 && s.parent_span_id == root.span_id)
+            .map(|s| s.span_id.clone())
+            .collect();
+        assert_eq!(pooled.len(), 5, "CREATE, two INSERTs, SELECT, TRANSACTION");
+        let acquires = named(&spans, "acquire");
+        assert_eq!(
+            acquires.len(),
+            pooled.len(),
+            "one acquire per pooled operation"
+        );
+        let under_root = acquires
+            .iter()
+            .filter(|a| a.parent_span_id == root.span_id)
+            .count();
+        let under_transaction = acquires
+            .iter()
+            .filter(|a| a.parent_span_id == transaction.span_id)
+            .count();
+        assert_eq!((under_root, under_transaction), (4, 1));
+        for acquire in &acquires {
+            assert_eq!(
+                attr(&acquire.attributes, "db.client.connection.pool.name").as_deref(),
+                Some(pool_name)
+            );
+            assert!(acquire.end_time_unix_nano >= acquire.start_time_unix_nano);
+        }
+
+        // Metrics.
+        let names: BTreeSet<String> = receiver.metrics().into_iter().map(|m| m.name).collect();
+        for expected in [
+            "db.client.operation.duration",
+            "db.client.connection.count",
+            "db.client.connection.idle.max",
+            "db.client.connection.idle.min",
+            "db.client.connection.max",
+            "db.client.connection.pending_requests",
+            "db.client.connection.timeouts",
+            "db.client.connection.create_time",
+            "db.client.connection.wait_time",
+            "db.client.connection.use_time",
+            "pgline.breaker.state",
+        ] {
+            assert!(
+                names.contains(expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+
+        // Logs: each statement's duration at debug only when asked for.
+        assert!(!logs.text().contains("statement finished"));
+
+        tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+        pool.close(std::time::Duration::from_secs(5)).await;
+    })
+    .await;
+}
