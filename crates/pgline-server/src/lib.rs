@@ -45,6 +45,6 @@ pub use app::app;
 pub use auth::{Auth, AuthFailures, AuthenticatedStation, FailureReason, hash_token};
 pub use error::ApiError;
 pub use health::render_pool_stats;
-pub use run::{breaker_view, run, serve, shutdown_signal};
+pub use run::{breaker_view, run, run_with, serve, shutdown_signal};
 pub use state::store_limits;
 pub use state::{AppState, BreakerProbe, BreakerView, HttpLimits, MetricsRenderer};

@@ -28,10 +28,6 @@ fn main() -> ExitCode {
         check_config::print(&config);
         return ExitCode::SUCCESS;
     }
-    init_logs(&config);
-    for warning in config.warnings() {
-        tracing::warn!("{warning}");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,30 +38,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(pgline_server::run(
-        config,
-        None,
-        pgline_server::shutdown_signal(),
-    )) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+    runtime.block_on(async move {
+        // Logs, traces and metrics (OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set).
+        let telemetry = match pgline_telemetry::init(&config) {
+            Ok(guard) => guard,
+            Err(e) => {
+                eprintln!("error: telemetry: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
         }
-    }
-}
-
-fn init_logs(config: &pgline_config::Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(config.log.directives())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+        let metrics = telemetry.metrics().clone();
+        let outcome = pgline_server::run_with(
+            config,
+            None,
+            pgline_server::shutdown_signal(),
+            Some(metrics),
+        )
+        .await;
+        if let Err(e) = telemetry.shutdown().await {
+            eprintln!("warning: flushing telemetry: {e}");
+        }
+        match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

@@ -13,6 +13,7 @@ use pgline_core::{Database, DbError, ErrorKind};
 use pgline_mfg::{MemoryStore, PgStore, Store};
 use pgline_resilience::{Breaker, ResilienceOptions, Resilient};
 use pgline_sync::{PoolOptions as SyncPoolOptions, SyncManager, SyncPool};
+use pgline_telemetry::{Metrics, Traced, UtilizationWatch};
 
 use crate::app::app;
 use crate::state::{AppState, BreakerView};
@@ -44,6 +45,20 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(config, listener, shutdown, None).await
+}
+
+/// Like [`run`], with the telemetry `metrics` of the composition root: pool
+/// and breaker gauges, the acquire/use/create histograms, statement metrics,
+/// and `/metrics` rendered from them.
+pub async fn run_with(
+    config: Config,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    metrics: Option<Metrics>,
+) -> anyhow::Result<()> {
+    let pool_name = pgline_telemetry::default_pool_name(&config);
+    let observer = metrics.as_ref().map(|m| m.pool_listener(pool_name.clone()));
     let wait = match config.profile {
         Profile::Development => DEV_START_WAIT.min(config.pool.acquire_timeout),
         _ => config.pool.acquire_timeout,
@@ -51,10 +66,16 @@ pub async fn run(
     match config.server.backend {
         Backend::Async => {
             let manager = PgManager::from_config(&config).context("database settings")?;
-            let pool = PgPool::new(manager, PoolOptions::from_config(&config.pool))
-                .context("pool settings")?;
+            let mut options = PoolOptions::from_config(&config.pool);
+            if let Some(observer) = observer.clone() {
+                options = options.with_listener(observer);
+            }
+            let pool = PgPool::new(manager, options).context("pool settings")?;
             let started = pool.initialize_within(wait).await;
-            run_on(config, listener, shutdown, pool, started, wait).await
+            run_on(
+                config, listener, shutdown, pool, started, wait, metrics, pool_name,
+            )
+            .await
         }
         Backend::Sync => {
             let tls = pgline_async::make_connector(
@@ -63,8 +84,11 @@ pub async fn run(
             )
             .context("TLS settings")?;
             let manager = SyncManager::from_config(&config, tls).context("database settings")?;
-            let pool = SyncPool::new(manager, SyncPoolOptions::from_config(&config.pool))
-                .context("pool settings")?;
+            let mut options = SyncPoolOptions::from_config(&config.pool);
+            if let Some(observer) = observer {
+                options = options.with_listener(observer);
+            }
+            let pool = SyncPool::new(manager, options).context("pool settings")?;
             let opening = pool.clone();
             // r2d2 blocks while it opens connections: off the runtime, bounded.
             let started = match tokio::time::timeout(
@@ -78,12 +102,17 @@ pub async fn run(
                 Err(_) => Err(DbError::new(ErrorKind::Connect)
                     .with_context(format!("no connection within {wait:?}"))),
             };
-            run_on(config, listener, shutdown, pool, started, wait).await
+            run_on(
+                config, listener, shutdown, pool, started, wait, metrics, pool_name,
+            )
+            .await
         }
     }
 }
 
-/// The backend-independent part: decorators, store, HTTP, shutdown.
+/// The backend-independent part: decorators (`Resilient<Traced<P>>`), store,
+/// metrics, HTTP, shutdown.
+#[allow(clippy::too_many_arguments)]
 async fn run_on<P: Database + Clone>(
     config: Config,
     listener: Option<tokio::net::TcpListener>,
@@ -91,15 +120,33 @@ async fn run_on<P: Database + Clone>(
     pool: P,
     started: Result<(), DbError>,
     wait: Duration,
+    metrics: Option<Metrics>,
+    pool_name: String,
 ) -> anyhow::Result<()> {
-    let db = Arc::new(Resilient::new(pool, ResilienceOptions::default()));
+    let mut traced = Traced::from_config(pool, &config).with_slow_query(config.log.slow_query);
+    if let Some(m) = &metrics {
+        traced = traced.with_metrics(m);
+    }
+    let db = Arc::new(Resilient::new(traced, ResilienceOptions::default()));
     let store = open_store(&config, started, wait, &db).await?;
     let breaker = db.breaker().clone();
     let mut state = AppState::new(db.clone(), store);
     state.breaker = Some(Arc::new(move || breaker_view(&breaker)));
+    if let Some(m) = &metrics {
+        let stats_db = db.clone();
+        m.register_pool(pool_name.clone(), move || stats_db.stats());
+        let breaker = db.breaker().clone();
+        m.register_breaker(pool_name.clone(), move || breaker.state().as_gauge());
+        let renderer = m.clone();
+        state.metrics = Some(Arc::new(move || renderer.render_prometheus()));
+    }
+    let watch_db = db.clone();
+    let watch = UtilizationWatch::from_config(pool_name, &config.log)
+        .spawn(move || watch_db.stats(), Duration::from_secs(5));
     state.profile = config.profile.as_str();
     state.apply_config(&config)?;
     serve(&config, listener, state, shutdown).await?;
+    watch.abort();
     let report = db.close(POOL_CLOSE_WAIT).await;
     tracing::info!(?report, "database pool closed");
     Ok(())

@@ -44,9 +44,15 @@ async fn serves_on(backend: &str) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(pgline_server::run(config, Some(listener), async move {
-        let _ = stopped.await;
-    }));
+    let metrics = pgline_telemetry::Metrics::new("pgline-server").unwrap();
+    let running = tokio::spawn(pgline_server::run_with(
+        config,
+        Some(listener),
+        async move {
+            let _ = stopped.await;
+        },
+        Some(metrics),
+    ));
     // Ready once migrated and serving.
     let mut ready = false;
     for _ in 0..100 {
@@ -70,6 +76,20 @@ async fn serves_on(backend: &str) {
     assert_eq!(status, 201, "{backend}: {body}");
     let (status, body) = http(addr, "GET", &format!("/api/orders/MO-{backend}"), None).await;
     assert_eq!(status, 200, "{backend}: {body}");
+
+    let (status, text) = http(addr, "GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    for name in [
+        "db_client_connection_count",
+        "db_client_connection_max",
+        "pgline_breaker_state",
+        "db_client_operation_duration_seconds",
+    ] {
+        assert!(
+            text.contains(name),
+            "{backend}: /metrics lacks {name}:\n{text}"
+        );
+    }
 
     // Graceful shutdown: the server stops, closes the pool, and returns Ok.
     stop.send(()).unwrap();
