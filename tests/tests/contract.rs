@@ -107,6 +107,21 @@ async fn make_resilient_sync_pool(
     pgline_resilience::Resilient::new(make_sync_pool(spec).await, resilience())
 }
 
+/// `Traced<PgPool>`: spans and statement metrics around the async pool.
+async fn make_traced_async_pool(spec: Spec) -> pgline_telemetry::Traced<pgline_async::PgPool> {
+    pgline_telemetry::Traced::new(make_async_pool(spec).await, "contract", "127.0.0.1", 5432)
+}
+
+/// `Resilient<Traced<SyncPool>>`: the server's full stack on the sync pool.
+async fn make_resilient_traced_sync_pool(
+    spec: Spec,
+) -> pgline_resilience::Resilient<pgline_telemetry::Traced<pgline_sync::SyncPool>> {
+    pgline_resilience::Resilient::new(
+        pgline_telemetry::Traced::new(make_sync_pool(spec).await, "contract", "127.0.0.1", 5432),
+        resilience(),
+    )
+}
+
 /// A backend factory: any `async fn(Spec) -> impl Database`.
 trait MakeDb {
     type Db: Database;
@@ -164,9 +179,8 @@ contract!(async_pool, make_async_pool);
 contract!(sync_pool, make_sync_pool);
 contract!(resilient_async_pool, make_resilient_async_pool);
 contract!(resilient_sync_pool, make_resilient_sync_pool);
-// The telemetry decorator is one more line per backend:
-// contract!(traced_async_pool, make_traced_async_pool);       // Traced<PgPool>
-// contract!(traced_sync_pool, make_traced_sync_pool);         // Traced<SyncPool>
+contract!(traced_async_pool, make_traced_async_pool);
+contract!(resilient_traced_sync_pool, make_resilient_traced_sync_pool);
 
 // ---------------------------------------------------------------------------
 // Helpers
