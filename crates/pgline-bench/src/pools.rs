@@ -275,3 +275,40 @@ impl ThreadOp for R2d2 {
         }
     }
 }
+
+// ---------------------------------------------------------------- pgline-sync
+
+/// pgline's blocking backend (`pgline-sync`, on r2d2) on OS threads, with its
+/// statement cache and its 500 ms validation threshold: `get` → `query` (or
+/// `simple_query`) → drop (the clean-state check runs in the guard's drop).
+pub struct PglineSync {
+    pool: pgline_sync::SyncPool,
+    protocol: Protocol,
+}
+
+impl PglineSync {
+    /// Builds the pool and opens all `size` connections. Blocks: call it
+    /// outside any tokio runtime.
+    pub fn new(
+        config: tokio_postgres::Config,
+        size: u32,
+        protocol: Protocol,
+    ) -> anyhow::Result<Self> {
+        let pool = pgline_sync::SyncPool::new(
+            pgline_sync::SyncManager::new(config, None, 100),
+            pgline_sync::PoolOptions::new(size, size),
+        )?;
+        pool.initialize()?;
+        Ok(Self { pool, protocol })
+    }
+}
+
+impl ThreadOp for PglineSync {
+    fn run(&self, _thread: usize) -> anyhow::Result<()> {
+        let mut conn = self.pool.get()?;
+        match self.protocol {
+            Protocol::Prepared => check_rows(conn.query(SQL, &[])?.len()),
+            Protocol::Simple => check_simple(&conn.simple_query(SQL)?),
+        }
+    }
+}

@@ -11,7 +11,7 @@ use tokio::runtime::Runtime;
 use crate::cpu::{CpuProbe, CpuUse};
 use crate::measure::{AsyncOp, Pace, Sample, Timing, Window, measure_async, measure_threads};
 use crate::noio::{Bb8NoIo, DeadpoolNoIo, Hold, PglineNoIo};
-use crate::pools::{Bb8, Deadpool, Pgline, Protocol, R2d2, Raw};
+use crate::pools::{Bb8, Deadpool, Pgline, PglineSync, Protocol, R2d2, Raw};
 use crate::report::{Record, Sink, summary};
 
 /// A benchmark scenario.
@@ -57,6 +57,8 @@ pub enum Contender {
     Bb8,
     /// r2d2 + r2d2_postgres on OS threads.
     R2d2,
+    /// pgline's blocking backend (on r2d2) on OS threads.
+    PglineSync,
     /// Dedicated tokio-postgres connections, no pool.
     Raw,
     /// pgbench with 20 clients.
@@ -71,6 +73,7 @@ impl Contender {
             Self::Deadpool => "deadpool",
             Self::Bb8 => "bb8",
             Self::R2d2 => "r2d2",
+            Self::PglineSync => "pgline-sync",
             Self::Raw => "raw",
             Self::Pgbench => "pgbench",
         }
@@ -144,7 +147,9 @@ pub fn plan(args: &Args) -> Vec<Case> {
     let wanted_pool = |p| args.pool.is_empty() || args.pool.contains(&p);
     let wanted_c = |c| args.concurrency.is_empty() || args.concurrency.contains(&c);
     // r2d2 (OS threads) only when asked for in a quick run.
-    let r2d2 = !args.quick || args.pool.contains(&Contender::R2d2);
+    let r2d2 = !args.quick
+        || args.pool.contains(&Contender::R2d2)
+        || args.pool.contains(&Contender::PglineSync);
     let mut cases = Vec::new();
     let mut push = |scenario, contender, concurrency| {
         if wanted_scenario(scenario) && wanted_pool(contender) && wanted_c(concurrency) {
@@ -166,6 +171,7 @@ pub fn plan(args: &Args) -> Vec<Case> {
                 push(scenario, contender, c);
             }
             if r2d2 && THREAD_CONCURRENCY.contains(&c) {
+                push(scenario, Contender::PglineSync, c);
                 push(scenario, Contender::R2d2, c);
             }
         }
@@ -457,6 +463,14 @@ impl Bench<'_> {
             Scenario::CheckoutSimple1 => Protocol::Simple,
             _ => Protocol::Prepared,
         };
+        if case.contender == Contender::PglineSync {
+            let pool = PglineSync::new(server.config("postgres"), size, protocol)?;
+            let window = Window::after_warmup(self.timing);
+            let probe = CpuProbe::spawn(window, self.server_pid());
+            let sample = measure_threads(&pool, case.concurrency as usize, window)?;
+            let cpu = probe.finish();
+            return Ok(Measured { sample, cpu });
+        }
         if case.contender == Contender::R2d2 {
             // A blocking pool on OS threads, outside the runtime.
             let pool = R2d2::new(&server.url("postgres"), size, protocol)?;
