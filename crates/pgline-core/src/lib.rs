@@ -54,12 +54,14 @@ mod error;
 mod event;
 mod handle;
 mod health;
+mod scan;
 mod stats;
 
 pub use error::{DbError, ErrorClass, ErrorKind, TransactionError};
 pub use event::{NoopListener, PoolEvent, PoolListener, RemoveReason};
 pub use handle::{BoxFuture, Database, Params, Session, at_most_one, exactly_one};
 pub use health::{CloseReport, HealthReport};
+pub use scan::may_open_transaction;
 pub use stats::{ClosedCounts, PoolStats, utilization};
 
 /// Re-exports of the tokio-postgres data types that appear in the traits.

@@ -9,9 +9,9 @@ use pgline_core::{DbError, ErrorKind, RemoveReason, Row, ToSql, at_most_one, exa
 use r2d2_postgres::postgres::{Client, SimpleQueryMessage, Statement};
 
 use crate::blocking::{can_block_here, off_thread, run_blocking};
-use crate::scan::may_open_transaction;
 use crate::shared::Shared;
 use crate::transaction::SyncTransaction;
+use pgline_core::may_open_transaction;
 
 /// A connection of the sync pool: a `postgres::Client` and what the pool
 /// knows about its session.

@@ -129,7 +129,6 @@ mod events;
 mod manager;
 mod options;
 mod pool;
-mod scan;
 mod shared;
 mod transaction;
 

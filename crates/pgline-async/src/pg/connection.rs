@@ -10,8 +10,8 @@ use pgline_core::{DbError, ErrorKind, at_most_one, exactly_one};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, Client, Row, SimpleQueryMessage, Statement};
 
-use super::scan::may_open_transaction;
 use super::transaction::PgTransaction;
+use pgline_core::may_open_transaction;
 
 /// A connection of the PostgreSQL pool.
 ///

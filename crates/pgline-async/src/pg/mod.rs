@@ -5,7 +5,6 @@
 mod build;
 mod connection;
 mod database;
-mod scan;
 mod transaction;
 
 use std::future::poll_fn;

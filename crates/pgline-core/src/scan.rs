@@ -1,4 +1,5 @@
-//! The conservative SQL scan behind clean-state detection.
+//! The conservative SQL scan behind clean-state detection, shared by both
+//! backends so they apply one rule.
 
 /// True when `sql` might open a transaction block: it contains the word
 /// `BEGIN` or `START` (any case) outside nothing we bother to parse.
@@ -9,7 +10,7 @@
 /// inside a transaction. False positives (a `DO $$ BEGIN … END $$` body, a
 /// column named `start`) only cost one `ROLLBACK` round trip on return, in
 /// the background.
-pub(crate) fn may_open_transaction(sql: &str) -> bool {
+pub fn may_open_transaction(sql: &str) -> bool {
     let bytes = sql.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
