@@ -4,6 +4,13 @@
 //! Every state change happens under `Inner::state` and never awaits; IO
 //! (connect, validate, reset, close) happens after the lock is released, on
 //! the caller's task or on a spawned one.
+//!
+//! Acquire deadlines are kept by one expiry task per pool, not by a timer per
+//! waiter: every waiter has the same timeout and joins at the back, so the
+//! queue is ordered by deadline and the task only ever sleeps until the
+//! front's. A waiter costs a queue entry and a oneshot channel; registering and
+//! cancelling a tokio timer per acquire was the largest cost of a contended
+//! hand-off (see docs/benchmarks.md).
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::Location;
@@ -32,7 +39,17 @@ pub(crate) struct Slot<C> {
 
 struct Waiter<C> {
     id: u64,
-    tx: oneshot::Sender<Slot<C>>,
+    /// When this waiter's acquire timeout ends; non-decreasing along the queue
+    /// (up to the clock skew between tasks that enqueue at the same moment).
+    deadline: Instant,
+    tx: oneshot::Sender<Handoff<C>>,
+}
+
+/// What a waiter receives: a connection, or word that its deadline passed.
+/// A dropped sender means the pool closed.
+enum Handoff<C> {
+    Slot(Slot<C>),
+    Expired,
 }
 
 /// Where a connection comes from when it is put (back) into the pool.
@@ -81,7 +98,10 @@ pub(crate) struct Inner<M: Manager> {
     /// How many `initialize`/`close` calls listen on `released` (the hot path
     /// skips the notification when nobody does).
     watchers: AtomicU32,
-    maintenance: Mutex<Option<JoinHandle<()>>>,
+    /// The maintenance and waiter-expiry tasks, aborted on close and drop.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Wakes the expiry task when the queue goes from empty to non-empty.
+    queue_started: Arc<Notify>,
     pub(crate) leaks: Option<Mutex<HashMap<u64, LeakEntry>>>,
     initialized: AtomicBool,
 }
@@ -146,7 +166,8 @@ impl<M: Manager> Pool<M> {
             next_id: AtomicU64::new(1),
             released: Notify::new(),
             watchers: AtomicU32::new(0),
-            maintenance: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+            queue_started: Arc::new(Notify::new()),
             leaks,
             initialized: AtomicBool::new(false),
         });
@@ -154,7 +175,11 @@ impl<M: Manager> Pool<M> {
             Arc::downgrade(&inner),
             inner.options.maintenance_interval,
         ));
-        *lock(&inner.maintenance) = Some(task);
+        let expiry = inner.runtime.spawn(expiry_loop(
+            Arc::downgrade(&inner),
+            Arc::clone(&inner.queue_started),
+        ));
+        *lock(&inner.tasks) = vec![task, expiry];
         Ok(Self { inner })
     }
 
@@ -253,7 +278,7 @@ impl<M: Manager> Pool<M> {
             self.inner.publish(&st);
             (idle, waiters, busy)
         };
-        if let Some(task) = lock(&self.inner.maintenance).take() {
+        for task in lock(&self.inner.tasks).drain(..) {
             task.abort();
         }
         let _watch = Watch::new(&self.inner.watchers);
@@ -296,7 +321,7 @@ impl<M: Manager> Pool<M> {
 
 impl<M: Manager> Drop for Inner<M> {
     fn drop(&mut self) {
-        if let Some(task) = lock(&self.maintenance).take() {
+        for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
     }
@@ -368,7 +393,7 @@ impl<M: Manager> Inner<M> {
         // that reading; anything that may have waited reads it again.
         let mut fresh = true;
         loop {
-            let candidate = match self.take_or_enqueue()? {
+            let candidate = match self.take_or_enqueue(deadline)? {
                 Ok(slot) => Candidate::Idle(slot),
                 Err((id, rx)) => {
                     // Cancellation: the guard removes the waiter and returns a
@@ -378,7 +403,7 @@ impl<M: Manager> Inner<M> {
                         id,
                         rx: Some(rx),
                     };
-                    match guard.wait(deadline).await {
+                    match guard.wait().await {
                         WaitOutcome::Slot(slot) => Candidate::HandedOff(slot),
                         WaitOutcome::Closed => return Err(DbError::new(ErrorKind::PoolClosed)),
                         WaitOutcome::TimedOut => {
@@ -464,8 +489,11 @@ impl<M: Manager> Inner<M> {
     #[allow(clippy::type_complexity)]
     fn take_or_enqueue(
         self: &Arc<Self>,
-    ) -> Result<Result<Slot<M::Connection>, (u64, oneshot::Receiver<Slot<M::Connection>>)>, DbError>
-    {
+        deadline: Instant,
+    ) -> Result<
+        Result<Slot<M::Connection>, (u64, oneshot::Receiver<Handoff<M::Connection>>)>,
+        DbError,
+    > {
         let mut st = self.lock_state();
         if st.closed {
             return Err(DbError::new(ErrorKind::PoolClosed));
@@ -483,9 +511,16 @@ impl<M: Manager> Inner<M> {
         let (tx, rx) = oneshot::channel();
         let id = st.next_waiter;
         st.next_waiter += 1;
-        st.waiters.push_back(Waiter { id, tx });
+        let first = st.waiters.is_empty();
+        st.waiters.push_back(Waiter { id, deadline, tx });
         self.refill(&mut st);
         self.publish(&st);
+        drop(st);
+        if first {
+            // Later waiters have later deadlines: only the first one of a
+            // queue can need the expiry task to wake sooner.
+            self.queue_started.notify_one();
+        }
         Ok(Err((id, rx)))
     }
 
@@ -576,7 +611,7 @@ impl<M: Manager> Inner<M> {
             slot.last_used = now;
         }
         while let Some(waiter) = st.waiters.pop_front() {
-            match waiter.tx.send(slot) {
+            match waiter.tx.send(Handoff::Slot(slot)) {
                 Ok(()) => {
                     st.in_use += 1;
                     self.publish(&st);
@@ -585,13 +620,32 @@ impl<M: Manager> Inner<M> {
                     return;
                 }
                 // That waiter gave up between its last check and now.
-                Err(back) => slot = back,
+                Err(Handoff::Slot(back)) => slot = back,
+                Err(Handoff::Expired) => unreachable!("only a slot was sent"),
             }
         }
         st.idle.push_back(slot);
         self.publish(&st);
         drop(st);
         self.wake_watchers();
+    }
+
+    /// Tells every waiter whose deadline has passed that it timed out and
+    /// removes it from the queue; returns the front's deadline, if any.
+    fn expire_waiters(&self, now: Instant) -> Option<Instant> {
+        let mut st = self.lock_state();
+        let mut expired = false;
+        while st.waiters.front().is_some_and(|w| w.deadline <= now) {
+            if let Some(w) = st.waiters.pop_front() {
+                // A waiter that already left has dropped its receiver.
+                let _ = w.tx.send(Handoff::Expired);
+                expired = true;
+            }
+        }
+        if expired {
+            self.publish(&st);
+        }
+        st.waiters.front().map(|w| w.deadline)
     }
 
     /// Removes a connection that was counted in use (or vetting) without
@@ -747,6 +801,24 @@ async fn maintenance_loop<M: Manager>(pool: Weak<Inner<M>>, interval: Duration) 
     }
 }
 
+/// Ends the acquire of every waiter whose deadline passed, sleeping until
+/// the front waiter's deadline or until a queue starts. Holds the pool only
+/// weakly, so a dropped pool ends it.
+async fn expiry_loop<M: Manager>(pool: Weak<Inner<M>>, queue_started: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(inner) = pool.upgrade() else { return };
+            inner.expire_waiters(Instant::now())
+        };
+        match next {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            // A permit stored by a waiter that enqueued after the check above
+            // makes this return at once, so no first waiter is missed.
+            None => queue_started.notified().await,
+        }
+    }
+}
+
 /// Opens one connection for the pool, retrying with backoff while there is
 /// still demand for it. Runs on its own task, so a caller that gives up never
 /// loses a half-opened connection.
@@ -813,35 +885,23 @@ enum WaitOutcome<C> {
 struct WaitGuard<'a, M: Manager> {
     inner: &'a Arc<Inner<M>>,
     id: u64,
-    rx: Option<oneshot::Receiver<Slot<M::Connection>>>,
+    rx: Option<oneshot::Receiver<Handoff<M::Connection>>>,
 }
 
 impl<M: Manager> WaitGuard<'_, M> {
-    async fn wait(&mut self, deadline: Instant) -> WaitOutcome<M::Connection> {
+    /// Waits for a hand-off; the expiry task ends the wait at the deadline.
+    async fn wait(&mut self) -> WaitOutcome<M::Connection> {
         let Some(rx) = self.rx.as_mut() else {
             return WaitOutcome::Closed;
         };
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(slot)) => {
-                self.rx = None;
-                WaitOutcome::Slot(slot)
-            }
-            Ok(Err(_)) => {
-                self.rx = None;
-                WaitOutcome::Closed
-            }
-            Err(_) => {
-                // A connection may have arrived at the deadline: take it.
-                if let Some(mut rx) = self.rx.take() {
-                    self.leave_queue();
-                    rx.close();
-                    if let Ok(slot) = rx.try_recv() {
-                        return WaitOutcome::Slot(slot);
-                    }
-                }
-                WaitOutcome::TimedOut
-            }
-        }
+        let outcome = match rx.await {
+            Ok(Handoff::Slot(slot)) => WaitOutcome::Slot(slot),
+            Ok(Handoff::Expired) => WaitOutcome::TimedOut,
+            Err(_) => WaitOutcome::Closed,
+        };
+        // The sender has been taken out of the queue in every case.
+        self.rx = None;
+        outcome
     }
 
     fn leave_queue(&self) {
@@ -858,7 +918,7 @@ impl<M: Manager> Drop for WaitGuard<'_, M> {
         if let Some(mut rx) = self.rx.take() {
             self.leave_queue();
             rx.close();
-            if let Ok(slot) = rx.try_recv() {
+            if let Ok(Handoff::Slot(slot)) = rx.try_recv() {
                 // Handed over (and counted in use) just before we gave up.
                 self.inner.put(slot, Origin::Use);
             }
