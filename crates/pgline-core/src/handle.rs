@@ -115,6 +115,21 @@ pub trait Database: Send + Sync + 'static {
     /// The backend's name: `async` or `sync` (decorators pass it through).
     fn backend(&self) -> &'static str;
 
+    /// Runs a read-only statement that tolerates replication lag: a handle
+    /// with a read replica ([`Routed`](crate::Routed)) may answer it from a
+    /// hot standby, so rows committed moments ago may be missing. Every other
+    /// handle runs it as [`query`](Database::query) (the default).
+    ///
+    /// Use it only for statements that write nothing and lock nothing, and
+    /// whose callers accept slightly old data (dashboards, look-ups).
+    fn query_replica(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send {
+        self.query(sql, params)
+    }
+
     /// Runs a statement that must return exactly one row.
     fn query_one(
         &self,
@@ -204,5 +219,13 @@ impl<D: Database> Database for std::sync::Arc<D> {
 
     fn backend(&self) -> &'static str {
         (**self).backend()
+    }
+
+    fn query_replica(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send {
+        (**self).query_replica(sql, params)
     }
 }

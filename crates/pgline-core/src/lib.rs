@@ -12,6 +12,9 @@
 //!   exclusively held connection.
 //! - [`PoolStats`], [`PoolEvent`] and [`PoolListener`]: the same statistics and
 //!   events from every backend.
+//! - [`Routed`]: a primary and an optional read replica as one handle; reads
+//!   that tolerate lag ([`Database::query_replica`]) go to the replica and fall
+//!   back to the primary when it is unavailable.
 //! - [`DbError`] with [`ErrorClass`]: one opaque error type with predicates, and
 //!   the classification that retry and the circuit breaker rely on.
 //!
@@ -54,6 +57,7 @@ mod error;
 mod event;
 mod handle;
 mod health;
+mod routed;
 mod scan;
 mod stats;
 
@@ -61,6 +65,7 @@ pub use error::{DbError, ErrorClass, ErrorKind, TransactionError};
 pub use event::{NoopListener, PoolEvent, PoolListener, RemoveReason};
 pub use handle::{BoxFuture, Database, Params, Session, at_most_one, exactly_one};
 pub use health::{CloseReport, HealthReport};
+pub use routed::{Routed, RoutingStats};
 pub use scan::may_open_transaction;
 pub use stats::{ClosedCounts, PoolStats, utilization};
 
