@@ -21,6 +21,17 @@ pub enum TestkitError {
         searched: String,
     },
 
+    /// No `pgbouncer` binary was found.
+    #[error(
+        "pgbouncer not found; looked in {searched}; install it with \
+         `apt-get update && apt-get install -y pgbouncer` (or set PGLINE_TESTKIT_PGBOUNCER \
+         to the binary)"
+    )]
+    PgBouncerNotFound {
+        /// Where the search looked, in order.
+        searched: String,
+    },
+
     /// We run as root, PostgreSQL refuses root, and there is no `postgres` user to run as.
     #[error(
         "postgresql refuses to run as root and there is no `postgres` os user to run it as; \

@@ -12,6 +12,10 @@
 //!   database; isolate them with [`PgServer::fresh_database`].
 //! - [`PgServer::start`] / [`PgServer::builder`]: a server of the test's own, for tests
 //!   that stop, kill, restart or reconfigure it.
+//! - [`PgServer::start_standby`]: a hot standby of a server (streaming replication).
+//! - [`PgBouncer::start`]: a throwaway PgBouncer in transaction pooling mode in front
+//!   of a server (Debian's `pgbouncer` package; a missing binary is an error that says
+//!   how to install it).
 //!
 //! When PostgreSQL is missing, starting fails (and [`PgServer::shared`] panics) with a
 //! message saying to install it with `apt-get install postgresql`: a test that needs a
@@ -79,6 +83,7 @@
 //! machines whose PID 1 does not reap orphans.
 
 mod bins;
+mod bouncer;
 mod error;
 mod procs;
 mod proxy;
@@ -88,6 +93,7 @@ mod template;
 mod watchdog;
 
 pub use bins::BIN_DIR_ENV;
+pub use bouncer::{PGBOUNCER_BIN_ENV, PgBouncer, PgBouncerBuilder};
 pub use error::TestkitError;
 pub use proxy::{FaultProxy, ProxyMode};
 pub use server::{PgServer, PgServerBuilder};
