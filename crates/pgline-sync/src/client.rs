@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use pgline_core::{DbError, ErrorKind, RemoveReason, Row, ToSql, at_most_one, exactly_one};
+use r2d2_postgres::postgres::types::Type;
 use r2d2_postgres::postgres::{Client, SimpleQueryMessage, Statement};
 
 use crate::blocking::{can_block_here, off_thread, run_blocking};
 use crate::shared::Shared;
 use crate::transaction::SyncTransaction;
+use crate::unnamed::{self, TypeCache};
 use pgline_core::may_open_transaction;
 
 /// A connection of the sync pool: a `postgres::Client` and what the pool
@@ -35,6 +37,8 @@ pub struct SyncClient {
     /// When the connection was last returned (or opened).
     pub(crate) last_used: Instant,
     cache: Option<StatementCache>,
+    /// With the cache off: parameter types per SQL text (see `unnamed`).
+    types: TypeCache,
     shared: Arc<Shared>,
 }
 
@@ -68,6 +72,7 @@ impl SyncClient {
             created_at: now,
             last_used: now,
             cache: (cache_size > 0).then(|| StatementCache::new(cache_size)),
+            types: TypeCache::default(),
             shared,
         }
     }
@@ -193,14 +198,54 @@ impl SyncClient {
         Ok((statement, suspect))
     }
 
+    /// With the cache off: `params` paired with the parameter types of `sql`
+    /// (from the type cache or the server; see the `unnamed` module).
+    fn typed<'p>(
+        &mut self,
+        sql: &str,
+        params: &[&'p (dyn ToSql + Sync)],
+    ) -> Result<Vec<(&'p (dyn ToSql + Sync), Type)>, DbError> {
+        self.flags.suspect |= may_open_transaction(sql);
+        let types = match self.types.get(sql) {
+            Some(types) => types,
+            None => {
+                let own_transaction = !self.flags.in_transaction && !self.flags.suspect;
+                let client = self.client.as_mut().ok_or_else(gone)?;
+                self.flags.interrupted = true;
+                let described = unnamed::describe(client, sql, own_transaction);
+                self.flags.interrupted = false;
+                let types = described.map_err(DbError::query)?;
+                self.types.insert(sql, types.clone());
+                types
+            }
+        };
+        if types.len() != params.len() {
+            return Err(DbError::new(ErrorKind::Rejected).with_context(format!(
+                "expected {} parameters but got {}",
+                types.len(),
+                params.len()
+            )));
+        }
+        Ok(params.iter().copied().zip(types).collect())
+    }
+
     // The `exec_*` methods block right here: callers are inside
-    // `run_blocking` or on a thread that may block.
+    // `run_blocking` or on a thread that may block. With the statement cache
+    // off they run on the unnamed statement (PgBouncer-safe).
 
     pub(crate) fn exec_query(
         &mut self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, DbError> {
+        if self.cache.is_none() {
+            let typed = self.typed(sql, params)?;
+            let client = self.client.as_mut().ok_or_else(gone)?;
+            self.flags.interrupted = true;
+            let result = client.query_typed(sql, &typed);
+            self.flags.interrupted = false;
+            return result.map_err(DbError::query);
+        }
         let (statement, suspect) = self.statement(sql)?;
         self.flags.suspect |= suspect;
         let client = self.client.as_mut().ok_or_else(gone)?;
@@ -216,6 +261,14 @@ impl SyncClient {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, DbError> {
+        if self.cache.is_none() {
+            let typed = self.typed(sql, params)?;
+            let client = self.client.as_mut().ok_or_else(gone)?;
+            self.flags.interrupted = true;
+            let result = client.execute_typed(sql, &typed);
+            self.flags.interrupted = false;
+            return result.map_err(DbError::query);
+        }
         let (statement, suspect) = self.statement(sql)?;
         self.flags.suspect |= suspect;
         let client = self.client.as_mut().ok_or_else(gone)?;

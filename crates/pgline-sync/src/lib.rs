@@ -131,6 +131,7 @@ mod options;
 mod pool;
 mod shared;
 mod transaction;
+mod unnamed;
 
 pub use client::SyncClient;
 pub use connection::SyncConnection;

@@ -7,10 +7,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use pgline_core::{DbError, ErrorKind, at_most_one, exactly_one};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{CancelToken, Client, Row, SimpleQueryMessage, Statement};
 
 use super::transaction::PgTransaction;
+use super::unnamed::{self, TypeCache};
 use pgline_core::may_open_transaction;
 
 /// A connection of the PostgreSQL pool.
@@ -25,6 +26,8 @@ pub struct PgConnection {
     pub(crate) id: u64,
     flags: Flags,
     cache: Option<Mutex<StatementCache>>,
+    /// With the cache off: parameter types per SQL text (see `unnamed`).
+    types: Mutex<TypeCache>,
     query_timeout: Option<Duration>,
 }
 
@@ -118,6 +121,7 @@ impl PgConnection {
             id: 0,
             flags: Flags::default(),
             cache: (cache_size > 0).then(|| Mutex::new(StatementCache::new(cache_size))),
+            types: Mutex::new(TypeCache::new()),
             query_timeout,
         }
     }
@@ -197,12 +201,54 @@ impl PgConnection {
         Ok((statement, suspect))
     }
 
-    /// Runs a statement (prepared through the cache) and returns its rows.
+    /// The parameter types of `sql` with the statement cache off (see the
+    /// `unnamed` module), from the type cache or the server.
+    async fn param_types(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Type>, DbError> {
+        if may_open_transaction(sql) {
+            self.flags.suspect.store(true, Relaxed);
+        }
+        let cached = lock(&self.types).get(sql);
+        let types = match cached {
+            Some(types) => types,
+            None => {
+                let own_transaction =
+                    !self.flags.in_transaction.load(Relaxed) && !self.flags.suspect.load(Relaxed);
+                let guard = InFlight { flags: &self.flags };
+                let described = self
+                    .bounded(unnamed::describe(&self.client, sql, own_transaction))
+                    .await;
+                guard.done();
+                let types = described?;
+                lock(&self.types).insert(sql, types.clone());
+                types
+            }
+        };
+        if types.len() != params.len() {
+            return Err(unnamed::parameter_count(types.len(), params.len()));
+        }
+        Ok(types)
+    }
+
+    /// Runs a statement and returns its rows: prepared through the cache, or
+    /// with the cache off on the unnamed statement in one exchange (the
+    /// PgBouncer-safe way; see the `unnamed` module).
     pub async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, DbError> {
+        if self.cache.is_none() {
+            let types = self.param_types(sql, params).await?;
+            let typed: Vec<_> = params.iter().copied().zip(types).collect();
+            let guard = InFlight { flags: &self.flags };
+            let result = self.bounded(self.client.query_typed(sql, &typed)).await;
+            guard.done();
+            return result;
+        }
         let (statement, suspect) = self.statement(sql).await?;
         if suspect {
             self.flags.suspect.store(true, Relaxed);
@@ -233,6 +279,14 @@ impl PgConnection {
 
     /// Runs a statement and returns the number of rows it affected.
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+        if self.cache.is_none() {
+            let types = self.param_types(sql, params).await?;
+            let typed: Vec<_> = params.iter().copied().zip(types).collect();
+            let guard = InFlight { flags: &self.flags };
+            let result = self.bounded(self.client.execute_typed(sql, &typed)).await;
+            guard.done();
+            return result;
+        }
         let (statement, suspect) = self.statement(sql).await?;
         if suspect {
             self.flags.suspect.store(true, Relaxed);

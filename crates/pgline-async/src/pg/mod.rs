@@ -6,6 +6,7 @@ mod build;
 mod connection;
 mod database;
 mod transaction;
+mod unnamed;
 
 use std::future::poll_fn;
 use std::time::Duration;
