@@ -60,6 +60,7 @@ mod load;
 mod model;
 mod postgres;
 mod reader;
+mod replica;
 mod secret;
 mod sources;
 mod tokens;
@@ -71,6 +72,7 @@ pub use model::{
     Config, DatabaseConfig, Endpoint, LogConfig, PoolConfig, ServerConfig, TelemetryConfig,
 };
 pub use postgres::{APPLICATION_NAME, MIGRATION_APPLICATION_NAME};
+pub use replica::ReadPoolConfig;
 pub use secret::{Secret, SecretFile};
 pub use tokens::{NamedToken, TokenFile, TokenHash};
 pub use words::{Backend, LogLevel, Profile, TargetSessionAttrs, TlsMode, UnknownWord};

@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::value::{Dict, Value};
 
 use crate::error::Problem;
+use crate::model::DEFAULT_PORT;
 use crate::reader::{Reader, shown};
 use crate::sources::{self, CONFIG_FILE_VAR, PROFILE_KEY, PROFILE_VARS};
 use crate::words::one_of;
@@ -116,10 +117,14 @@ fn load(
     }
 
     let mut reader = Reader::new(&figment, problems);
+    let database = reader.database(profile);
+    let pool = reader.pool();
+    let primary_port = database.hosts.first().map_or(DEFAULT_PORT, |e| e.port);
     let config = Config {
         profile,
-        database: reader.database(profile),
-        pool: reader.pool(),
+        read_pool: reader.read_pool(&pool, primary_port),
+        database,
+        pool,
         server: reader.server(),
         log: reader.log(),
         telemetry: reader.telemetry(),

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{
-    AuthConfig, Backend, LogLevel, Profile, Secret, SecretFile, TargetSessionAttrs, TlsMode,
+    AuthConfig, Backend, LogLevel, Profile, ReadPoolConfig, Secret, SecretFile, TargetSessionAttrs,
+    TlsMode,
 };
 
 /// The whole validated configuration of a pgline process.
@@ -21,6 +22,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Pool sizes, timeouts and connection hygiene.
     pub pool: PoolConfig,
+    /// The optional read pool on standbys (`DB_READ_HOSTS`); `None` sends
+    /// every read to the primary.
+    pub read_pool: Option<ReadPoolConfig>,
     /// Where `pgline-server` listens and which backend it uses.
     pub server: ServerConfig,
     /// Log level and the thresholds that trigger warnings.
@@ -245,6 +249,7 @@ impl Config {
                 target_session_attrs: TargetSessionAttrs::Any,
             },
             pool: PoolConfig::defaults(profile),
+            read_pool: None,
             server: ServerConfig {
                 host: "0.0.0.0".to_owned(),
                 port: 3000,
