@@ -56,6 +56,9 @@ mod auth;
 mod conninfo;
 mod credentials;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+mod https;
 mod load;
 mod model;
 mod postgres;
@@ -68,6 +71,7 @@ mod words;
 
 pub use auth::AuthConfig;
 pub use error::{ConfigError, Problem};
+pub use https::HttpsConfig;
 pub use model::{
     Config, DatabaseConfig, Endpoint, LogConfig, PoolConfig, ServerConfig, TelemetryConfig,
 };

@@ -67,7 +67,7 @@ impl Config {
     }
 }
 
-fn collect<I, K, V>(vars: I) -> BTreeMap<String, String>
+pub(crate) fn collect<I, K, V>(vars: I) -> BTreeMap<String, String>
 where
     I: IntoIterator<Item = (K, V)>,
     K: Into<String>,
@@ -86,6 +86,14 @@ fn load(
         Some((path, named_by)) => Some((sources::read_file(&path, named_by)?, path)),
         None => None,
     };
+    load_parsed(vars, file)
+}
+
+/// Loads from `vars` and the already parsed file `(settings, path)`.
+pub(crate) fn load_parsed(
+    vars: &BTreeMap<String, String>,
+    file: Option<(Dict, PathBuf)>,
+) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let profile = profile(vars, file.as_ref(), &mut problems);
 

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{
-    AuthConfig, Backend, LogLevel, Profile, ReadPoolConfig, Secret, SecretFile, TargetSessionAttrs,
-    TlsMode,
+    AuthConfig, Backend, HttpsConfig, LogLevel, Profile, ReadPoolConfig, Secret, SecretFile,
+    TargetSessionAttrs, TlsMode,
 };
 
 /// The whole validated configuration of a pgline process.
@@ -177,6 +177,8 @@ pub struct ServerConfig {
     pub max_panels_per_order: usize,
     /// Who may call the API and the admin endpoints.
     pub auth: AuthConfig,
+    /// HTTPS (`TLS_CERT_FILE` and `TLS_KEY_FILE`); `None` serves plain HTTP.
+    pub https: Option<HttpsConfig>,
 }
 
 impl ServerConfig {
@@ -257,6 +259,7 @@ impl Config {
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 max_panels_per_order: DEFAULT_MAX_PANELS_PER_ORDER,
                 auth: AuthConfig::default(),
+                https: None,
             },
             log: LogConfig {
                 level: LogLevel::Info,
@@ -289,6 +292,7 @@ impl Config {
                     .to_owned(),
             );
         }
+        warnings.extend(self.https_warnings());
         let auth = &self.server.auth;
         if self.profile != Profile::Production && auth.station_tokens.is_none() {
             warnings.push(format!(

@@ -397,6 +397,7 @@ impl<'a> Reader<'a> {
             max_body_bytes: size(max_body_bytes),
             max_panels_per_order: size(max_panels_per_order),
             auth: self.auth(),
+            https: self.https(),
         }
     }
 

@@ -68,6 +68,8 @@ pub(crate) const KEYS: &[(&str, Option<&str>)] = &[
     ("server.station_tokens_file", Some("STATION_TOKENS_FILE")),
     ("server.admin_token_file", Some("ADMIN_TOKEN_FILE")),
     ("server.admin_open", Some("ADMIN_OPEN")),
+    ("server.tls_cert_file", Some("TLS_CERT_FILE")),
+    ("server.tls_key_file", Some("TLS_KEY_FILE")),
     ("log.level", Some("LOG_LEVEL")),
     ("log.filter", Some("RUST_LOG")),
     ("log.slow_query_ms", None),
@@ -209,7 +211,13 @@ pub(crate) fn read_file(path: &Path, named_by: Option<&'static str>) -> Result<D
         named_by,
         source,
     })?;
-    toml::from_str::<Dict>(&text).map_err(|error| {
+    parse_file(&text, path)
+}
+
+/// Parses `text`, the content of the TOML file at `path`; errors give the
+/// line and column, never the line's text.
+pub(crate) fn parse_file(text: &str, path: &Path) -> Result<Dict, ConfigError> {
+    toml::from_str::<Dict>(text).map_err(|error| {
         let offset = error.span().map_or(0, |span| span.start).min(text.len());
         let before = text.get(..offset).unwrap_or_default();
         let line = before.matches('\n').count() + 1;

@@ -154,7 +154,7 @@ fn expected(names: Names) -> &'static str {
     }
 }
 
-fn parse(text: &str, names: Names) -> Result<Vec<NamedToken>, String> {
+pub(crate) fn parse(text: &str, names: Names) -> Result<Vec<NamedToken>, String> {
     let mut tokens: Vec<(usize, NamedToken)> = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;

@@ -40,6 +40,7 @@ mod extract;
 mod health;
 mod run;
 mod state;
+mod tls;
 
 pub use app::app;
 pub use auth::{Auth, AuthFailures, AuthenticatedStation, FailureReason, hash_token};
@@ -48,3 +49,4 @@ pub use health::render_pool_stats;
 pub use run::{breaker_view, run, run_with, serve, shutdown_signal};
 pub use state::store_limits;
 pub use state::{AppState, BreakerProbe, BreakerView, HttpLimits, MetricsRenderer};
+pub use tls::{HANDSHAKE_TIMEOUT, plain_http_warning, server_config as tls_server_config};

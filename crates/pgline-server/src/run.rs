@@ -223,7 +223,8 @@ async fn migrate_as_owner<D: Database + Clone>(config: &Config, db: &D) -> anyho
 }
 
 /// Serves `state` until `shutdown`, then lets in-flight requests finish
-/// within the grace period.
+/// within the grace period. Serves HTTPS when the configuration has
+/// `TLS_CERT_FILE` and `TLS_KEY_FILE` (`config.server.https`).
 pub async fn serve<D, S>(
     config: &Config,
     listener: Option<tokio::net::TcpListener>,
@@ -234,6 +235,13 @@ where
     D: Database + Clone,
     S: pgline_mfg::ManufacturingStore + Clone + 'static,
 {
+    let tls = match &config.server.https {
+        Some(https) => Some(crate::tls::server_config(https)?),
+        None => None,
+    };
+    if let Some(warning) = crate::tls::plain_http_warning(config) {
+        tracing::warn!("{warning}");
+    }
     let listener = match listener {
         Some(l) => l,
         None => {
@@ -244,22 +252,19 @@ where
         }
     };
     let bound: SocketAddr = listener.local_addr()?;
-    tracing::info!(address = %bound, backend = state.db.backend(), "pgline-server listening; dashboard at http://{bound}/");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %bound, backend = state.db.backend(), "pgline-server listening; dashboard at {scheme}://{bound}/");
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let marker = state.clone();
     let router = app(state);
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let server = crate::tls::server(tls, listener, router, async move {
         shutdown.await;
         tracing::info!(
             "shutdown requested: refusing new connections, finishing requests in flight"
         );
         marker.begin_shutdown();
         let _ = stopping_tx.send(());
-    });
+    })?;
     let grace = async move {
         let _ = stopping_rx.await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
