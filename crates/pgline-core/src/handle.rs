@@ -61,6 +61,82 @@ pub trait Session: Send {
     }
 }
 
+/// A forwarding session: lets a borrowed session be boxed or wrapped.
+impl<S: Session + ?Sized> Session for &mut S {
+    fn query<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: Params<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Row>, DbError>> {
+        (**self).query(sql, params)
+    }
+
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: Params<'a>,
+    ) -> BoxFuture<'a, Result<u64, DbError>> {
+        (**self).execute(sql, params)
+    }
+
+    fn batch_execute<'a>(&'a mut self, sql: &'a str) -> BoxFuture<'a, Result<(), DbError>> {
+        (**self).batch_execute(sql)
+    }
+}
+
+/// Wraps the [`Session`] a transaction closure sees: how a decorator observes
+/// the statements inside a transaction (the telemetry layer gives each one a
+/// span) without owning the connection.
+///
+/// A decorator passes its layer down with [`Database::transaction_with`]; the
+/// backend applies it to its own session before calling the closure.
+pub trait SessionLayer: Send + Sync {
+    /// Returns `session` wrapped; every statement must still reach it.
+    fn wrap<'s>(&self, session: Box<dyn Session + 's>) -> Box<dyn Session + 's>;
+}
+
+/// Two layers as one: `inner` wraps the backend's session first, `outer`
+/// wraps the result.
+pub struct LayerChain {
+    /// Applied first (closest to the backend).
+    pub inner: std::sync::Arc<dyn SessionLayer>,
+    /// Applied last (closest to the closure).
+    pub outer: std::sync::Arc<dyn SessionLayer>,
+}
+
+impl SessionLayer for LayerChain {
+    fn wrap<'s>(&self, session: Box<dyn Session + 's>) -> Box<dyn Session + 's> {
+        self.outer.wrap(self.inner.wrap(session))
+    }
+}
+
+impl LayerChain {
+    /// `own` under an optional layer from further out: what a decorator with
+    /// a layer of its own passes down from `transaction_with`.
+    pub fn stack(
+        own: std::sync::Arc<dyn SessionLayer>,
+        outer: Option<std::sync::Arc<dyn SessionLayer>>,
+    ) -> std::sync::Arc<dyn SessionLayer> {
+        match outer {
+            None => own,
+            Some(outer) => std::sync::Arc::new(Self { inner: own, outer }),
+        }
+    }
+
+    /// The session a backend hands to the transaction closure: its own,
+    /// wrapped by `layer` when there is one.
+    pub fn apply<'s>(
+        layer: Option<&std::sync::Arc<dyn SessionLayer>>,
+        session: impl Session + 's,
+    ) -> Box<dyn Session + 's> {
+        let session: Box<dyn Session + 's> = Box::new(session);
+        match layer {
+            None => session,
+            Some(layer) => layer.wrap(session),
+        }
+    }
+}
+
 /// The database handle the domain layer uses: a pool, or a decorator around one.
 ///
 /// Statements outside [`transaction`](Database::transaction) run in autocommit
@@ -101,6 +177,26 @@ pub trait Database: Send + Sync + 'static {
         T: Send,
         E: TransactionError,
         F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync;
+
+    /// [`transaction`](Database::transaction) with the closure's session
+    /// wrapped by `layer` (see [`SessionLayer`]); `None` is `transaction`.
+    ///
+    /// Backends apply the layer; decorators pass it down (adding their own).
+    /// The default ignores the layer and calls `transaction`: right only for
+    /// handles that have no session to wrap.
+    fn transaction_with<T, E, F>(
+        &self,
+        layer: Option<std::sync::Arc<dyn SessionLayer>>,
+        f: F,
+    ) -> impl Future<Output = Result<T, E>> + Send
+    where
+        T: Send,
+        E: TransactionError,
+        F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
+    {
+        let _ = layer;
+        self.transaction(f)
+    }
 
     /// A snapshot of the pool's statistics. Never blocks the pool.
     fn stats(&self) -> PoolStats;
@@ -203,6 +299,19 @@ impl<D: Database> Database for std::sync::Arc<D> {
         F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
     {
         (**self).transaction(f)
+    }
+
+    fn transaction_with<T, E, F>(
+        &self,
+        layer: Option<std::sync::Arc<dyn SessionLayer>>,
+        f: F,
+    ) -> impl Future<Output = Result<T, E>> + Send
+    where
+        T: Send,
+        E: TransactionError,
+        F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
+    {
+        (**self).transaction_with(layer, f)
     }
 
     fn stats(&self) -> PoolStats {

@@ -63,7 +63,9 @@ mod stats;
 
 pub use error::{DbError, ErrorClass, ErrorKind, TransactionError};
 pub use event::{NoopListener, PoolEvent, PoolListener, RemoveReason};
-pub use handle::{BoxFuture, Database, Params, Session, at_most_one, exactly_one};
+pub use handle::{
+    BoxFuture, Database, LayerChain, Params, Session, SessionLayer, at_most_one, exactly_one,
+};
 pub use health::{CloseReport, HealthReport};
 pub use routed::{Routed, RoutingStats};
 pub use scan::may_open_transaction;

@@ -1,9 +1,11 @@
 //! `Resilient<D>`: breaker and retry around any `Database`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgline_core::{
-    BoxFuture, CloseReport, Database, DbError, HealthReport, PoolStats, Session, TransactionError,
+    BoxFuture, CloseReport, Database, DbError, HealthReport, PoolStats, Session, SessionLayer,
+    TransactionError,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -147,8 +149,22 @@ impl<D: Database> Database for Resilient<D> {
         E: TransactionError,
         F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
     {
+        self.transaction_with(None, f).await
+    }
+
+    async fn transaction_with<T, E, F>(
+        &self,
+        layer: Option<Arc<dyn SessionLayer>>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Send,
+        E: TransactionError,
+        F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
+    {
         let f = &f;
-        self.run(true, || self.inner.transaction(f)).await
+        self.run(true, || self.inner.transaction_with(layer.clone(), f))
+            .await
     }
 
     fn stats(&self) -> PoolStats {

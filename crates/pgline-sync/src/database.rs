@@ -6,11 +6,12 @@
 //! caller's own executor like any future, so it may await timers, channels or
 //! other pools between statements; only the statements themselves block.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgline_core::{
-    BoxFuture, CloseReport, Database, DbError, HealthReport, Params, PoolStats, Row, Session,
-    ToSql, TransactionError,
+    BoxFuture, CloseReport, Database, DbError, HealthReport, LayerChain, Params, PoolStats, Row,
+    Session, SessionLayer, ToSql, TransactionError,
 };
 
 use crate::blocking::run_blocking;
@@ -64,12 +65,28 @@ impl Database for SyncPool {
         E: TransactionError,
         F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
     {
+        self.transaction_with(None, f).await
+    }
+
+    async fn transaction_with<T, E, F>(
+        &self,
+        layer: Option<Arc<dyn SessionLayer>>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Send,
+        E: TransactionError,
+        F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
+    {
         let mut conn = self.get()?;
         run_blocking(|| conn.begin_now())??;
         // Cancellation and panics: `conn` is dropped here with its
         // transaction flag set; its guard rolls it back on a thread of its
         // own before r2d2 gets it back.
-        let outcome = f(&mut SyncSession { client: &mut conn }).await;
+        let outcome = {
+            let mut session = LayerChain::apply(layer.as_ref(), SyncSession { client: &mut conn });
+            f(&mut *session).await
+        };
         let finished = run_blocking(move || {
             let result = match outcome {
                 Ok(value) => conn.commit_now().map(|()| value).map_err(E::from),

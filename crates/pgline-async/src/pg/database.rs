@@ -1,10 +1,11 @@
 //! `Pool<PgManager>` as a core [`Database`] handle.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pgline_core::{
-    BoxFuture, CloseReport, Database, DbError, ErrorKind, HealthReport, Params, PoolStats, Session,
-    TransactionError,
+    BoxFuture, CloseReport, Database, DbError, ErrorKind, HealthReport, LayerChain, Params,
+    PoolStats, Session, SessionLayer, TransactionError,
 };
 use tokio::time::Instant;
 use tokio_postgres::Row;
@@ -65,12 +66,25 @@ impl Database for Pool<PgManager> {
         E: TransactionError,
         F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
     {
+        self.transaction_with(None, f).await
+    }
+
+    async fn transaction_with<T, E, F>(
+        &self,
+        layer: Option<Arc<dyn SessionLayer>>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Send,
+        E: TransactionError,
+        F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
+    {
         // Cancellation and panics: `conn` is dropped while its transaction
         // flag is set, so the pool rolls it back before reuse.
         let conn = self.acquire().await?;
         conn.begin().await?;
-        let mut session = PgSession { conn: &conn };
-        match f(&mut session).await {
+        let mut session = LayerChain::apply(layer.as_ref(), PgSession { conn: &conn });
+        match f(&mut *session).await {
             Ok(value) => {
                 conn.commit().await?;
                 Ok(value)

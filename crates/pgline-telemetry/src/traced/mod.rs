@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgline_core::{
-    BoxFuture, CloseReport, Database, DbError, HealthReport, PoolStats, Row, Session, ToSql,
-    TransactionError,
+    BoxFuture, CloseReport, Database, DbError, HealthReport, LayerChain, PoolStats, Row, Session,
+    SessionLayer, ToSql, TransactionError,
 };
 use tracing::Instrument as _;
 
@@ -50,12 +50,11 @@ pub(crate) use op::SPAN_TARGET;
 ///
 /// # Statements inside a transaction
 ///
-/// [`Database::transaction`] hands its closure the backend's own
-/// [`Session`], so statements inside a transaction are covered by the
-/// transaction's span but get no span of their own. Code that holds the
-/// concrete `Traced` can wrap the session with [`Traced::session`] to trace
-/// them too. (Wrapping it automatically needs the closure to be `'static`,
-/// which the core trait does not require.)
+/// Each statement inside [`Database::transaction`] gets its own span, a child
+/// of the transaction's: `Traced` passes a [`SessionLayer`] down with
+/// [`Database::transaction_with`], and the backend wraps the session it hands
+/// the closure in a [`TracedSession`]. Decorators between `Traced` and the
+/// backend (`Resilient`, `Routed`) pass the layer on.
 ///
 /// # Example
 ///
@@ -125,31 +124,6 @@ impl<D: Database> Traced<D> {
         self.inner
     }
 
-    /// Wraps a transaction's session so that each of its statements gets a
-    /// span (a child of the transaction's), a duration and a log line, like
-    /// statements outside a transaction.
-    ///
-    /// ```no_run
-    /// use pgline_core::{Database, DbError};
-    /// use pgline_telemetry::Traced;
-    ///
-    /// # async fn demo(db: &Traced<pgline_async::PgPool>) -> Result<(), DbError> {
-    /// db.transaction(|tx| {
-    ///     let mut tx = db.session(tx);
-    ///     Box::pin(async move {
-    ///         use pgline_core::Session as _;
-    ///         tx.execute("UPDATE panels SET status = 'COMPLETED' WHERE barcode = $1", &[&"P-1"])
-    ///             .await?;
-    ///         Ok::<_, DbError>(())
-    ///     })
-    /// })
-    /// .await
-    /// # }
-    /// ```
-    pub fn session<'s>(&self, session: &'s mut dyn Session) -> TracedSession<'s> {
-        TracedSession::new(session, self.shared.clone())
-    }
-
     fn shared_mut(&mut self) -> &mut Shared {
         Arc::make_mut(&mut self.shared)
     }
@@ -217,10 +191,26 @@ impl<D: Database> Database for Traced<D> {
         E: TransactionError,
         F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
     {
+        self.transaction_with(None, f).await
+    }
+
+    async fn transaction_with<T, E, F>(
+        &self,
+        layer: Option<Arc<dyn SessionLayer>>,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Send,
+        E: TransactionError,
+        F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
+    {
         let operation = self.shared.transaction();
+        // Every statement of the transaction gets its span (a child of the
+        // transaction's) from a traced session around the backend's.
+        let own: Arc<dyn SessionLayer> = Arc::new(TraceLayer(Arc::clone(&self.shared)));
         let result = self
             .inner
-            .transaction(&f)
+            .transaction_with(Some(LayerChain::stack(own, layer)), f)
             .instrument(operation.span().clone())
             .await;
         operation.finish(match &result {
@@ -244,5 +234,14 @@ impl<D: Database> Database for Traced<D> {
 
     fn backend(&self) -> &'static str {
         self.inner.backend()
+    }
+}
+
+/// Wraps a transaction's session in a [`TracedSession`].
+struct TraceLayer(Arc<Shared>);
+
+impl SessionLayer for TraceLayer {
+    fn wrap<'s>(&self, session: Box<dyn Session + 's>) -> Box<dyn Session + 's> {
+        Box::new(TracedSession::new(session, Arc::clone(&self.0)))
     }
 }

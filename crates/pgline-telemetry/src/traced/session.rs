@@ -10,12 +10,12 @@ use super::op::{Outcome, Shared};
 /// exactly as [`Traced`](super::Traced) does outside transactions. Made by
 /// [`Traced::session`](super::Traced::session).
 pub struct TracedSession<'s> {
-    inner: &'s mut dyn Session,
+    inner: Box<dyn Session + 's>,
     shared: Arc<Shared>,
 }
 
 impl<'s> TracedSession<'s> {
-    pub(crate) fn new(inner: &'s mut dyn Session, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(inner: Box<dyn Session + 's>, shared: Arc<Shared>) -> Self {
         Self { inner, shared }
     }
 }

@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use pgline_async::PoolOptions;
-use pgline_core::{Database, DbError, Session as _};
+use pgline_core::{Database, DbError};
 use pgline_telemetry::{LogFormat, Telemetry, Traced};
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
@@ -132,7 +132,6 @@ async fn statements_and_transactions_arrive_as_linked_spans_with_metrics() {
                     .unwrap_err();
                 assert!(duplicate.is_unique_violation());
                 db.transaction(|tx| {
-                    let mut tx = db.session(tx);
                     Box::pin(async move {
                         tx.execute(
                             "UPDATE panels SET status = 'IN_PROGRESS' WHERE barcode = $1",

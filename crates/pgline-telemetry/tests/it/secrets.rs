@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pgline_async::PoolOptions;
-use pgline_core::{Database, DbError, Session as _};
+use pgline_core::{Database, DbError};
 use pgline_telemetry::{LogFormat, Telemetry, Traced};
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
@@ -110,7 +110,6 @@ async fn no_password_or_parameter_value_appears_anywhere() {
             .unwrap();
             let failed: Result<(), DbError> = db
                 .transaction(|tx| {
-                    let mut tx = db.session(tx);
                     Box::pin(async move {
                         tx.execute(
                             "UPDATE panels SET n = $2 WHERE barcode = $1",
