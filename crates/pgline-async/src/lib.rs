@@ -142,6 +142,7 @@ mod options;
 mod pg;
 mod pool;
 mod pooled;
+pub mod shared;
 mod stats;
 mod tls;
 
@@ -150,6 +151,7 @@ pub use options::PoolOptions;
 pub use pg::{PgConnection, PgManager, PgPool, PgTransaction};
 pub use pool::Pool;
 pub use pooled::Pooled;
+pub use shared::{SharedLane, SharedOptions, check_shared_statement};
 pub use tls::make_connector;
 
 #[cfg(test)]

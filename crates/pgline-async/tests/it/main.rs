@@ -5,4 +5,6 @@ mod clean_state;
 mod common;
 mod database;
 mod lifecycle;
+mod shared;
 mod tls;
+mod waiters;
