@@ -26,6 +26,9 @@ pub fn print(config: &Config) {
     for warning in config.warnings() {
         eprintln!("warning: {warning}");
     }
+    if let Some(warning) = pgline_server::plain_http_warning(config) {
+        eprintln!("warning: {warning}");
+    }
 }
 
 /// `error: cause: cause…`, as anyhow's `{:#}` prints a chain.
@@ -63,6 +66,19 @@ pub fn render(config: &Config) -> String {
     );
     line("backend", config.server.backend.to_string());
     line("listen", config.server.listen_address());
+    line(
+        "https",
+        config.server.https.as_ref().map_or_else(
+            || "off (plain HTTP)".to_owned(),
+            |https| {
+                format!(
+                    "certificate {}, key {}",
+                    https.cert_file.display(),
+                    https.key_file.display()
+                )
+            },
+        ),
+    );
     line("database hosts", hosts.join(", "));
     line("dbname", db.name.clone());
     line("user", db.user.clone());

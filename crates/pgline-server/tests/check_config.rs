@@ -46,10 +46,12 @@ fn valid_production_config_exits_0_and_hides_the_password() {
     assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("***"), "{stdout}");
     assert!(!stdout.contains("hunter2-secret") && !stderr.contains("hunter2-secret"));
+    assert!(stderr.contains("serving plain HTTP"), "{stderr}");
     for expected in [
         "profile            production",
         "backend            async",
         "listen             0.0.0.0:3000",
+        "https              off (plain HTTP)",
         "database hosts     db.plant.internal:5432",
         "dbname             plant",
         "user               pgline",
