@@ -11,7 +11,7 @@ use crate::{Config, TargetSessionAttrs};
 
 /// How long a read waits for a standby connection by default: short, because a
 /// read that cannot get one goes to the primary instead.
-const DEFAULT_ACQUIRE: Duration = Duration::from_secs(5);
+const DEFAULT_ACQUIRE: Duration = Duration::from_secs(2);
 /// How long reads stay on the primary after a standby failed, by default.
 const DEFAULT_FALLBACK: Duration = Duration::from_secs(5);
 /// Largest pool size accepted (as for the primary pool).
@@ -57,7 +57,7 @@ pub struct ReadPoolConfig {
     /// primary pool's maximum.
     pub max_connections: u32,
     /// How long a read waits for a standby connection before it goes to the
-    /// primary (`DB_READ_POOL_ACQUIRE_MS`, default 5 s).
+    /// primary (`DB_READ_POOL_ACQUIRE_MS`, default 2 s).
     pub acquire_timeout: Duration,
     /// After a standby failed (connection refused or lost, no connection in
     /// time), reads go straight to the primary for this long before the

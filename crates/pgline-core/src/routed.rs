@@ -218,44 +218,40 @@ impl<D: Database> Database for Routed<D> {
         self.primary.health(timeout)
     }
 
-    fn close(&self, timeout: Duration) -> impl Future<Output = CloseReport> + Send {
-        async move {
-            if let Some(replica) = &self.replica {
-                replica.close(timeout).await;
-            }
-            self.primary.close(timeout).await
+    async fn close(&self, timeout: Duration) -> CloseReport {
+        if let Some(replica) = &self.replica {
+            replica.close(timeout).await;
         }
+        self.primary.close(timeout).await
     }
 
     fn backend(&self) -> &'static str {
         self.primary.backend()
     }
 
-    fn query_replica(
+    async fn query_replica(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> impl Future<Output = Result<Vec<Row>, DbError>> + Send {
-        async move {
-            if let Some(replica) = self.usable_replica() {
-                match replica.query(sql, params).await {
-                    Ok(rows) => {
-                        self.counts.replica.fetch_add(1, Relaxed);
-                        return Ok(rows);
-                    }
-                    Err(error) => match fallback_for(&error) {
-                        Some(skip) => {
-                            self.counts.replica_errors.fetch_add(1, Relaxed);
-                            if skip {
-                                self.mark_down();
-                            }
-                        }
-                        None => return Err(error),
-                    },
+    ) -> Result<Vec<Row>, DbError> {
+        if let Some(replica) = self.usable_replica() {
+            match replica.query(sql, params).await {
+                Ok(rows) => {
+                    self.counts.replica.fetch_add(1, Relaxed);
+                    return Ok(rows);
                 }
+                Err(error) => match fallback_for(&error) {
+                    Some(skip) => {
+                        self.counts.replica_errors.fetch_add(1, Relaxed);
+                        if skip {
+                            self.mark_down();
+                        }
+                    }
+                    None => return Err(error),
+                },
             }
-            self.counts.fallback.fetch_add(1, Relaxed);
-            self.primary.query(sql, params).await
         }
+        self.counts.fallback.fetch_add(1, Relaxed);
+        self.primary.query(sql, params).await
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use pgline_core::{Database, Row, Session};
+use pgline_core::{Database, Row, Session, exactly_one};
 
 use crate::error::DomainError;
 use crate::migrate::{MigrationReport, migrate};
@@ -20,6 +20,14 @@ const NAMED_CONFLICTS: usize = 5;
 
 /// The manufacturing store on PostgreSQL, through any [`Database`] handle
 /// (either backend, bare or wrapped in the resilience and telemetry layers).
+///
+/// Reads that tolerate replication lag — [`figures`](ManufacturingStore::figures),
+/// [`order`](ManufacturingStore::order) and
+/// [`panels_by_status`](ManufacturingStore::panels_by_status) — go through
+/// [`Database::query_replica`], so a [`Routed`](pgline_core::Routed) handle
+/// answers them from a standby; everything else (writes, transactions, the
+/// panel and event look-ups that stations use right after a write) goes to the
+/// primary.
 ///
 /// Run [`migrate`](crate::migrate()) (or [`PgStore::migrate`]) once at start.
 #[derive(Debug, Clone)]
@@ -139,7 +147,10 @@ impl<D: Database> ManufacturingStore for PgStore<D> {
             select_panels!(),
             "WHERE p.status = $1 ORDER BY p.id LIMIT $2"
         );
-        let rows = self.db.query(sql, &[&status.as_str(), &limit]).await?;
+        let rows = self
+            .db
+            .query_replica(sql, &[&status.as_str(), &limit])
+            .await?;
         rows.iter().map(panel_from_row).collect()
     }
 
@@ -192,7 +203,7 @@ impl<D: Database> ManufacturingStore for PgStore<D> {
             " FROM manufacturing_orders o LEFT JOIN panels p ON p.order_id = o.id",
             " WHERE o.order_number = $1 ORDER BY p.barcode"
         );
-        let rows = self.db.query(sql, &[&order_number]).await?;
+        let rows = self.db.query_replica(sql, &[&order_number]).await?;
         let Some(first) = rows.first() else {
             return Err(DomainError::NotFound {
                 what: format!("order {order_number}"),
@@ -233,7 +244,7 @@ impl<D: Database> ManufacturingStore for PgStore<D> {
                (SELECT count(*) FROM panels WHERE status = 'FAILED'), \
                (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM activity), \
                (SELECT coalesce(array_agg(events ORDER BY id), '{}') FROM activity)";
-        let row = self.db.query_one(sql, &[]).await?;
+        let row = exactly_one(self.db.query_replica(sql, &[]).await?)?;
         let mut panels = PanelCounts::default();
         for (i, status) in PanelStatus::ALL.into_iter().enumerate() {
             panels.add(status, count(&row, i + 1, "panels")?);

@@ -134,6 +134,7 @@ where
         },
         "pool": state.db.stats(),
         "breaker": state.breaker.as_ref().map(|b| b()),
+        "read_pool": state.read_pool.as_ref().map(|r| r()),
         "manufacturing": figures,
     }))
 }

@@ -12,7 +12,7 @@
 //! | `GET /health` | fast status for load balancers (no round trip) |
 //! | `GET /ready` | 200 when a connection can be borrowed within 1 s, else 503 |
 //! | `GET /health/database` | a round trip's response time and the pool statistics |
-//! | `GET /status` | database, pool, breaker, degraded mode, manufacturing figures |
+//! | `GET /status` | database, pool, breaker, read pool (when `DB_READ_HOSTS` is set), degraded mode, manufacturing figures |
 //! | `GET /metrics` | Prometheus text |
 //! | `POST /api/orders` | 201 with the order; 409 on a duplicate order number or barcode |
 //! | `GET /api/orders/{order_number}` | the order with its panels, or 404 |
@@ -38,6 +38,7 @@ mod auth;
 mod error;
 mod extract;
 mod health;
+mod replica;
 mod run;
 mod state;
 mod tls;
@@ -46,6 +47,7 @@ pub use app::app;
 pub use auth::{Auth, AuthFailures, AuthenticatedStation, FailureReason, hash_token};
 pub use error::ApiError;
 pub use health::render_pool_stats;
+pub use replica::{ReadPoolProbe, ReadPoolView};
 pub use run::{breaker_view, run, run_with, serve, shutdown_signal};
 pub use state::store_limits;
 pub use state::{AppState, BreakerProbe, BreakerView, HttpLimits, MetricsRenderer};

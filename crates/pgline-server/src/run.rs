@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use pgline_async::{PgManager, PgPool, PoolOptions};
 use pgline_config::{Backend, Config, Profile};
-use pgline_core::{Database, DbError, ErrorKind};
+use pgline_core::{Database, DbError, ErrorKind, Routed};
 use pgline_mfg::{MemoryStore, PgStore, Store};
 use pgline_resilience::{Breaker, ResilienceOptions, Resilient};
 use pgline_sync::{PoolOptions as SyncPoolOptions, SyncManager, SyncPool};
@@ -72,8 +72,9 @@ pub async fn run_with(
             }
             let pool = PgPool::new(manager, options).context("pool settings")?;
             let started = pool.initialize_within(wait).await;
+            let read_pool = crate::replica::async_read_pool(&config).await?;
             run_on(
-                config, listener, shutdown, pool, started, wait, metrics, pool_name,
+                config, listener, shutdown, pool, read_pool, started, wait, metrics, pool_name,
             )
             .await
         }
@@ -102,22 +103,25 @@ pub async fn run_with(
                 Err(_) => Err(DbError::new(ErrorKind::Connect)
                     .with_context(format!("no connection within {wait:?}"))),
             };
+            let read_pool = crate::replica::sync_read_pool(&config).await?;
             run_on(
-                config, listener, shutdown, pool, started, wait, metrics, pool_name,
+                config, listener, shutdown, pool, read_pool, started, wait, metrics, pool_name,
             )
             .await
         }
     }
 }
 
-/// The backend-independent part: decorators (`Resilient<Traced<P>>`), store,
-/// metrics, HTTP, shutdown.
+/// The backend-independent part: decorators (`Resilient<Traced<P>>`, the
+/// same for the optional read pool, both joined by `Routed` for the store),
+/// store, metrics, HTTP, shutdown.
 #[allow(clippy::too_many_arguments)]
 async fn run_on<P: Database + Clone>(
     config: Config,
     listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     pool: P,
+    read_pool: Option<P>,
     started: Result<(), DbError>,
     wait: Duration,
     metrics: Option<Metrics>,
@@ -128,10 +132,32 @@ async fn run_on<P: Database + Clone>(
         traced = traced.with_metrics(m);
     }
     let db = Arc::new(Resilient::new(traced, ResilienceOptions::default()));
-    let store = open_store(&config, started, wait, &db).await?;
+    let read_config = config.read_pool_config();
+    let read_db = read_pool.zip(read_config.as_ref()).map(|(pool, read)| {
+        let mut traced = Traced::from_config(pool, read);
+        if let Some(m) = &metrics {
+            traced = traced.with_metrics(m);
+        }
+        Arc::new(Resilient::new(traced, ResilienceOptions::default()))
+    });
+    if let (Some(m), Some(read), Some(read_db)) = (&metrics, &read_config, &read_db) {
+        let stats_db = read_db.clone();
+        m.register_pool(pgline_telemetry::default_pool_name(read), move || {
+            stats_db.stats()
+        });
+    }
+    let routed = Arc::new(Routed::new(
+        db.clone(),
+        read_db,
+        crate::replica::fallback_period(&config),
+    ));
+    let store = open_store(&config, started, wait, &routed).await?;
     let breaker = db.breaker().clone();
     let mut state = AppState::new(db.clone(), store);
     state.breaker = Some(Arc::new(move || breaker_view(&breaker)));
+    if config.read_pool.is_some() {
+        state.read_pool = Some(crate::replica::probe(&config, routed.clone()));
+    }
     if let Some(m) = &metrics {
         let stats_db = db.clone();
         m.register_pool(pool_name.clone(), move || stats_db.stats());
@@ -147,7 +173,8 @@ async fn run_on<P: Database + Clone>(
     state.apply_config(&config)?;
     serve(&config, listener, state, shutdown).await?;
     watch.abort();
-    let report = db.close(POOL_CLOSE_WAIT).await;
+    // The read pool first, then the primary.
+    let report = routed.close(POOL_CLOSE_WAIT).await;
     tracing::info!(?report, "database pool closed");
     Ok(())
 }

@@ -61,6 +61,8 @@ pub struct AppState<D, S> {
     pub store: S,
     /// Reads the circuit breaker, when there is one.
     pub breaker: Option<BreakerProbe>,
+    /// Reads the read pool on standbys, when one is configured (`DB_READ_HOSTS`).
+    pub read_pool: Option<crate::replica::ReadPoolProbe>,
     /// Renders `/metrics`; without one, a minimal rendering of the pool statistics.
     pub metrics: Option<MetricsRenderer>,
     /// Limits of the HTTP edge.
@@ -84,6 +86,7 @@ impl<D: Clone, S: Clone> Clone for AppState<D, S> {
             db: self.db.clone(),
             store: self.store.clone(),
             breaker: self.breaker.clone(),
+            read_pool: self.read_pool.clone(),
             metrics: self.metrics.clone(),
             limits: self.limits.clone(),
             profile: self.profile,
@@ -102,6 +105,7 @@ impl<D, S> AppState<D, S> {
             db,
             store,
             breaker: None,
+            read_pool: None,
             metrics: None,
             limits: HttpLimits::default(),
             profile: "development",

@@ -243,7 +243,7 @@ fn unknown_keys_are_named_with_what_is_accepted() {
     );
     assert_eq!(
         file_err("[databse]\nhost = \"x\"\n", &[]),
-        "databse in FILE: unknown key; the file accepts profile and the tables [database], [pool], [server], [log], [telemetry]"
+        "databse in FILE: unknown key; the file accepts profile and the tables [database], [pool], [read_pool], [server], [log], [telemetry]"
     );
     assert_eq!(
         file_err("pool = 3\n", &[]),
