@@ -266,3 +266,22 @@ mod sync_pool {
         super::statements_under_concurrency(pools).await;
     }
 }
+
+/// Three `pgline-server` instances (async, sync, async) through one PgBouncer
+/// under the 8-station load, 5 orders of 3 panels per station: no error,
+/// every acknowledged order stored and completed, PgBouncer within its pool
+/// size. `cargo xtask chaos` runs the longer variant (4 instances).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_server_instances_through_one_pgbouncer_under_8_stations() {
+    let scenario: Vec<(&'static str, pgline_tests::chaos::Scenario)> =
+        vec![("scale-out: 3 instances through one PgBouncer", || {
+            Box::pin(pgline_tests::chaos::scaleout::instances_through_pgbouncer(
+                3, 5,
+            ))
+        })];
+    let failed = pgline_tests::chaos::run(&scenario, Duration::from_secs(120)).await;
+    assert_eq!(
+        failed, 0,
+        "the scale-out scenario failed (its line above says why)"
+    );
+}

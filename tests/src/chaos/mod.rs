@@ -5,6 +5,7 @@ mod crash;
 mod faults;
 mod load;
 mod restart;
+pub mod scaleout;
 mod support;
 
 use std::fmt::Write as _;
@@ -16,6 +17,7 @@ pub use crash::crash_consistency;
 pub use faults::{failover, latency, max_connections, stall};
 pub use load::{cancellation_storm, exhaustion, terminate_all};
 pub use restart::kill_and_restart;
+pub use scaleout::pgbouncer_scale_out;
 
 /// What a scenario measured: name/value pairs printed after its result.
 #[derive(Debug, Default, Clone)]
@@ -93,6 +95,10 @@ pub fn all() -> Vec<(&'static str, Scenario)> {
         ("crash consistency: kill -9 under 8 stations", || {
             Box::pin(crash_consistency())
         }),
+        (
+            "scale-out: 4 pgline-server instances through one PgBouncer, 8 stations",
+            || Box::pin(pgbouncer_scale_out()),
+        ),
     ]
 }
 
