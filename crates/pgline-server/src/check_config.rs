@@ -133,6 +133,24 @@ pub fn render(config: &Config) -> String {
             .map_or_else(|| "off".to_owned(), |d| format!("held over {}", human(d))),
     );
     line(
+        "read pool",
+        match &config.read_pool {
+            None => "off (every read on the primary)".to_owned(),
+            Some(read) => format!(
+                "{} (read-only), min {} / max {}, acquire {}, fallback {}",
+                read.hosts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                read.min_connections,
+                read.max_connections,
+                human(read.acquire_timeout),
+                human(read.fallback_period)
+            ),
+        },
+    );
+    line(
         "log level",
         match &log.filter {
             Some(filter) => format!("{} (RUST_LOG wins: {filter})", log.level),
