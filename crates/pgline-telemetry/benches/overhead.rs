@@ -72,7 +72,7 @@ fn main() {
     println!(
         "checkout_select1: pool {POOL_SIZE}, concurrency {CONCURRENCY}, {rounds} rounds of {seconds} s per variant"
     );
-    let mut results: Vec<Vec<(f64, f64)>> = vec![Vec::new(); VARIANTS.len()];
+    let mut results: Vec<Vec<(f64, f64, f64, f64)>> = vec![Vec::new(); VARIANTS.len()];
     for round in 0..rounds {
         for k in 0..VARIANTS.len() {
             // Rotate the order so that no variant always runs first.
@@ -91,7 +91,8 @@ fn main() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert!(output.status.success(), "{}: {stdout}{stderr}", VARIANTS[i]);
             let mut figures = stdout.split_whitespace().map(|f| f.parse::<f64>().unwrap());
-            results[i].push((figures.next().unwrap(), figures.next().unwrap()));
+            let mut next = || figures.next().unwrap();
+            results[i].push((next(), next(), next(), next()));
         }
     }
     let median = |mut v: Vec<f64>| {
@@ -106,9 +107,30 @@ fn main() {
         .iter()
         .map(|r| median(r.iter().map(|s| s.1).collect()))
         .collect();
+    let p50: Vec<f64> = results
+        .iter()
+        .map(|r| median(r.iter().map(|s| s.2).collect()))
+        .collect();
+    let p99: Vec<f64> = results
+        .iter()
+        .map(|r| median(r.iter().map(|s| s.3).collect()))
+        .collect();
+    let mut json = Vec::new();
     for (i, variant) in VARIANTS.iter().enumerate() {
         if results[i].is_empty() {
             continue;
+        }
+        if !variant.starts_with("noio") {
+            // The `cargo xtask bench` row (DESIGN's format, plus the telemetry
+            // variant and the client CPU per operation).
+            json.push(format!(
+                "{{\"scenario\":\"checkout_select1_telemetry\",\"pool\":\"pgline\",\"telemetry\":\"{variant}\",\"pool_size\":{POOL_SIZE},\"concurrency\":{CONCURRENCY},\"ops_per_sec\":{:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\"cpu_us_per_op\":{:.2},\"cpu_overhead_pct\":{:.1}}}",
+                ops[i],
+                p50[i],
+                p99[i],
+                cpu[i],
+                (cpu[i] / cpu[0] - 1.0) * 100.0,
+            ));
         }
         if variant.starts_with("noio") {
             let base = cpu[3] * 1000.0;
@@ -135,6 +157,9 @@ fn main() {
                 .collect::<Vec<_>>(),
         );
     }
+    for line in json {
+        println!("{line}");
+    }
 }
 
 /// One measurement: prints `ops_per_sec cpu_us_per_op`.
@@ -146,7 +171,7 @@ fn child(variant: &str, period: Duration) {
         .unwrap();
     if let Some(mode) = variant.strip_prefix("noio-") {
         let (ops, cpu) = runtime.block_on(noio(mode));
-        println!("{ops} {cpu}");
+        println!("{ops} {cpu} 0 0");
         return;
     }
     runtime.block_on(async {
@@ -197,7 +222,7 @@ fn child(variant: &str, period: Duration) {
                 measure(db, period).await
             }
         };
-        println!("{} {}", sample.0, sample.1);
+        println!("{} {} {} {}", sample.0, sample.1, sample.2, sample.3);
         if let Some(telemetry) = telemetry {
             tokio::task::spawn_blocking(move || telemetry.shutdown())
                 .await
@@ -227,7 +252,7 @@ fn process_cpu() -> Duration {
 
 /// Operations per second and client CPU microseconds per operation of
 /// `CONCURRENCY` tasks running `SELECT 1` for `period`, after a short warm-up.
-async fn measure<D: Database + Clone>(db: D, period: Duration) -> (f64, f64) {
+async fn measure<D: Database + Clone>(db: D, period: Duration) -> (f64, f64, f64, f64) {
     // `SEQ_OPS=n`: n statements one after another instead of a timed run, for
     // counting instructions under callgrind.
     if let Some(n) = std::env::var("SEQ_OPS")
@@ -238,21 +263,31 @@ async fn measure<D: Database + Clone>(db: D, period: Duration) -> (f64, f64) {
         for _ in 0..n {
             db.query("SELECT 1", &[]).await.unwrap();
         }
-        return (n as f64 / started.elapsed().as_secs_f64(), 0.0);
+        return (n as f64 / started.elapsed().as_secs_f64(), 0.0, 0.0, 0.0);
     }
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
+    // Latencies are kept only inside the measured window.
+    let recording = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (db, stop, done) = (db.clone(), stop.clone(), done.clone());
+        let (db, stop, done, recording) =
+            (db.clone(), stop.clone(), done.clone(), recording.clone());
         tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(1 << 16);
             while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
                 db.query("SELECT 1", &[]).await.unwrap();
+                if recording.load(Ordering::Relaxed) {
+                    latencies.push(t.elapsed().as_nanos() as u64);
+                }
                 done.fetch_add(1, Ordering::Relaxed);
             }
+            latencies
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    recording.store(true, Ordering::Relaxed);
     let (ops0, cpu0, started) = (done.load(Ordering::Relaxed), process_cpu(), Instant::now());
     tokio::time::sleep(period).await;
     let (ops1, cpu1, elapsed) = (
@@ -260,14 +295,24 @@ async fn measure<D: Database + Clone>(db: D, period: Duration) -> (f64, f64) {
         process_cpu(),
         started.elapsed(),
     );
+    recording.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
     for task in tasks {
-        task.await.unwrap();
+        latencies.extend(task.await.unwrap());
     }
+    latencies.sort_unstable();
+    let quantile = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(f64::NAN, |ns| *ns as f64 / 1000.0)
+    };
     let ops = (ops1 - ops0) as f64;
     (
         ops / elapsed.as_secs_f64(),
         (cpu1 - cpu0).as_secs_f64() * 1e6 / ops,
+        quantile(0.5),
+        quantile(0.99),
     )
 }
 
