@@ -4,8 +4,10 @@
 //! and run in release mode (`cargo run --release -p pgline-bench`) while xtask
 //! itself stays a debug build. It starts a throwaway PostgreSQL, measures
 //! pgline against deadpool, bb8, r2d2, raw tokio-postgres and pgbench, writes
-//! one JSON object per line to stdout (and to `--out`), and prints progress
-//! and a ratio summary to stderr.
+//! one JSON object per line to stdout (and to `--out`), draws an SVG chart
+//! of the rows (throughput and p99 against concurrency, one line per pool)
+//! beside `--out` (`FILE.svg`) or at `target/bench/bench.svg`, and prints
+//! progress and a ratio summary to stderr.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -15,6 +15,16 @@
 //! - `handoff_noio` (extra): acquire → yield → release of a fake connection by
 //!   512 tasks on 20 connections, so every acquire queues and is served by a
 //!   hand-off: the slow path and its fairness, without a server's noise.
+//! - `query_select1_pipelined`: prepared `SELECT 1` through pgline's
+//!   [`SharedLane`](pgline_async::SharedLane) over all 20 connections, so
+//!   concurrent statements are pipelined; beside it `raw` (20 tokio-postgres
+//!   clients shared without a lock: the library's ceiling) and `pgbench -M
+//!   prepared` with 20 clients.
+//! - `waiters_10k`: acquire → yield → release of a fake connection by 100 and
+//!   by 10,000 tasks on a pool of 20: throughput, p50/p99/max latency (almost
+//!   all of it queueing), client CPU per acquire (`cpu_us_per_op`), and the
+//!   resident memory per parked waiter (`bytes_per_waiter`, measured in a
+//!   fresh process).
 //! - `pgbench` rows: the server's ceiling, 20 pgbench clients without a pool.
 //!
 //! Pools have 20 connections and no check on checkout (deadpool
@@ -30,8 +40,10 @@
 //! to end of this one: acquire, work and release, including any queueing) in
 //! a histogram of its own; histograms are merged at the end. The loop reads
 //! the clock itself, so a pool that never yields cannot starve the end of a
-//! run (see [`measure`]). Results are JSON lines ([`report::Record`]).
+//! run (see [`measure`]). Results are JSON lines ([`report::Record`]), and
+//! an SVG chart of them ([`chart`]).
 
+pub mod chart;
 pub mod cpu;
 pub mod measure;
 pub mod noio;

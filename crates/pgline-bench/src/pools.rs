@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use pgline_async::{PgManager, PgPool, PoolOptions};
+use pgline_async::{PgManager, PgPool, PoolOptions, SharedLane, SharedOptions};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, Statement};
 
 use crate::measure::{AsyncOp, ThreadOp};
@@ -100,6 +100,69 @@ impl AsyncOp for Pgline {
             Protocol::Prepared => check_rows(conn.query(SQL, &[]).await?.len()),
             Protocol::Simple => check_simple(&conn.simple_query(SQL).await?),
         }
+    }
+}
+
+// ---------------------------------------------------------------- pipelined
+
+/// pgline's shared path (`query_select1_pipelined`): a pool of `size`
+/// connections and a [`SharedLane`] over all of them; every task sends
+/// `SELECT 1` (prepared, from the lane's statement cache) through the lane,
+/// so concurrent statements are pipelined on the shared connections.
+pub struct PglinePipelined {
+    pool: PgPool,
+    lane: SharedLane,
+}
+
+impl PglinePipelined {
+    /// Builds the pool, opens its connections and gives all of them to a lane.
+    pub async fn new(config: &tokio_postgres::Config, size: u32) -> anyhow::Result<Self> {
+        let manager = PgManager::new(config.clone(), None, STATEMENT_CACHE);
+        let pool = PgPool::new(manager, PoolOptions::new(size, size))?;
+        pool.initialize().await.context("opening pgline's pool")?;
+        let lane = pool
+            .shared(SharedOptions::new(size))
+            .await
+            .context("opening the shared lane")?;
+        Ok(Self { pool, lane })
+    }
+
+    /// Gives the lane's connections back and closes the pool.
+    pub async fn close(&self) {
+        self.lane.close().await;
+        self.pool.close(Duration::from_secs(5)).await;
+    }
+}
+
+impl AsyncOp for PglinePipelined {
+    async fn run(&self, _task: usize) -> anyhow::Result<()> {
+        check_rows(self.lane.query(SQL, &[]).await?.len())
+    }
+}
+
+/// The client library's ceiling for pipelining: `size` dedicated
+/// tokio-postgres connections with `SELECT 1` prepared once each; task `i`
+/// sends on connection `i % size` with no lock, so concurrent statements
+/// are pipelined. No pool, no checks, no bookkeeping.
+pub struct RawPipelined {
+    conns: Vec<RawConn>,
+}
+
+impl RawPipelined {
+    /// Opens `size` connections and prepares `SELECT 1` on each.
+    pub async fn new(config: &tokio_postgres::Config, size: u32) -> anyhow::Result<Self> {
+        let raw = Raw::new(config, size, Protocol::Prepared).await?;
+        let conns = raw.conns.into_iter().map(|m| m.into_inner()).collect();
+        Ok(Self { conns })
+    }
+}
+
+impl AsyncOp for RawPipelined {
+    async fn run(&self, task: usize) -> anyhow::Result<()> {
+        let Some(conn) = self.conns.get(task % self.conns.len().max(1)) else {
+            bail!("no raw connections");
+        };
+        check_rows(conn.client.query(&conn.statement, &[]).await?.len())
     }
 }
 

@@ -9,8 +9,9 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-/// One result line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One result line: the contract fields of DESIGN.md, then optional extras
+/// (left out of the line when absent).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// `checkout_select1`, `checkout_simple1` or `acquire_release_noio`.
     pub scenario: String,
@@ -26,6 +27,21 @@ pub struct Record {
     pub p50_us: Option<f64>,
     /// 99th percentile latency of one operation, µs.
     pub p99_us: Option<f64>,
+    /// Longest latency of one operation, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_us: Option<f64>,
+    /// CPU time of the benchmark process (pool, driver, runtime) per
+    /// operation during the window, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_op: Option<f64>,
+    /// CPU time of the PostgreSQL server per operation during the window, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_op: Option<f64>,
+    /// `waiters_10k`: resident memory per parked waiter (its task included),
+    /// in bytes: the growth of a fresh process's RSS when `concurrency`
+    /// tasks queue on a pool whose connections are all held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_waiter: Option<f64>,
 }
 
 /// Writes records to stdout and, when given, to a file, one JSON object a line.
@@ -184,6 +200,7 @@ mod tests {
             ops_per_sec: ops,
             p50_us: Some(100.0),
             p99_us: None,
+            ..Record::default()
         }
     }
 

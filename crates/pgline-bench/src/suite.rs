@@ -1,6 +1,6 @@
 //! The whole run: which cases, in which order, on which runtime.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,9 +9,13 @@ use clap::ValueEnum;
 use tokio::runtime::Runtime;
 
 use crate::cpu::{CpuProbe, CpuUse};
-use crate::measure::{AsyncOp, Pace, Sample, Timing, Window, measure_async, measure_threads};
+use crate::measure::{
+    AsyncOp, Pace, Sample, Timing, Window, measure_async, measure_async_many, measure_threads,
+};
 use crate::noio::{Bb8NoIo, DeadpoolNoIo, Hold, PglineNoIo};
-use crate::pools::{Bb8, Deadpool, Pgline, PglineSync, Protocol, R2d2, Raw};
+use crate::pools::{
+    Bb8, Deadpool, Pgline, PglinePipelined, PglineSync, Protocol, R2d2, Raw, RawPipelined,
+};
 use crate::report::{Record, Sink, summary};
 
 /// A benchmark scenario.
@@ -27,6 +31,13 @@ pub enum Scenario {
     /// acquire → yield → release of a fake connection with more tasks than
     /// connections: every acquire waits for a hand-off (an extra scenario).
     HandoffNoio,
+    /// prepared `SELECT 1` through pgline's shared lane: concurrent
+    /// statements pipelined on the pool's connections.
+    QuerySelect1Pipelined,
+    /// acquire → yield → release of a fake connection by 100 or 10,000 tasks
+    /// on a pool of 20: the cost of a long queue, and memory per waiter.
+    #[value(name = "waiters_10k")]
+    Waiters10k,
 }
 
 impl Scenario {
@@ -37,12 +48,17 @@ impl Scenario {
             Self::CheckoutSimple1 => "checkout_simple1",
             Self::AcquireReleaseNoio => "acquire_release_noio",
             Self::HandoffNoio => "handoff_noio",
+            Self::QuerySelect1Pipelined => "query_select1_pipelined",
+            Self::Waiters10k => "waiters_10k",
         }
     }
 
     /// Whether the scenario runs without a server.
     pub fn is_noio(self) -> bool {
-        matches!(self, Self::AcquireReleaseNoio | Self::HandoffNoio)
+        matches!(
+            self,
+            Self::AcquireReleaseNoio | Self::HandoffNoio | Self::Waiters10k
+        )
     }
 }
 
@@ -123,6 +139,15 @@ pub struct Args {
     /// (0: never), so tasks of a pool whose acquire never waits still interleave.
     #[arg(long, default_value_t = 1024)]
     pub noio_yield: u32,
+    /// Where to write the SVG chart (default: beside --out with the
+    /// extension .svg, else target/bench/bench.svg).
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Internal: run the waiters_10k memory probe for this pool (`pgline`,
+    /// `deadpool`, `bb8` or `floor`) with --concurrency waiters, print the
+    /// bytes per waiter and exit.
+    #[arg(long, hide = true)]
+    pub waiter_memory: Option<String>,
 }
 
 /// One measurement to make.
@@ -140,6 +165,8 @@ const IO_CONCURRENCY: [u32; 3] = [8, 64, 512];
 const THREAD_CONCURRENCY: [u32; 2] = [8, 64];
 const NOIO_CONCURRENCY: [u32; 2] = [1, 64];
 const HANDOFF_CONCURRENCY: [u32; 1] = [512];
+const PIPELINED_CONCURRENCY: [u32; 2] = [64, 512];
+const WAITERS_CONCURRENCY: [u32; 2] = [100, 10_000];
 
 /// The cases of a run, in order: scenario, then concurrency, then contender.
 pub fn plan(args: &Args) -> Vec<Case> {
@@ -187,6 +214,21 @@ pub fn plan(args: &Args) -> Vec<Case> {
             push(Scenario::HandoffNoio, contender, c);
         }
     }
+    for c in PIPELINED_CONCURRENCY {
+        for contender in [Contender::Pgline, Contender::Raw] {
+            push(Scenario::QuerySelect1Pipelined, contender, c);
+        }
+    }
+    push(
+        Scenario::QuerySelect1Pipelined,
+        Contender::Pgbench,
+        args.pool_size,
+    );
+    for c in WAITERS_CONCURRENCY {
+        for contender in [Contender::Pgline, Contender::Deadpool, Contender::Bb8] {
+            push(Scenario::Waiters10k, contender, c);
+        }
+    }
     cases
 }
 
@@ -201,6 +243,12 @@ fn timing(args: &Args) -> Timing {
 /// Runs the benchmark: starts a throwaway PostgreSQL when a case needs one,
 /// measures every case, writes the JSON lines and prints the summary.
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    if let Some(which) = &args.waiter_memory {
+        let n = args.concurrency.first().copied().unwrap_or(10_000) as usize;
+        let bytes = crate::noio::waiter_memory(which, n, args.pool_size)?;
+        println!("{bytes:.1}");
+        return Ok(());
+    }
     let started = Instant::now();
     let cases = plan(args);
     anyhow::ensure!(!cases.is_empty(), "no benchmark case matches the filters");
@@ -298,10 +346,36 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     drop(server);
+    let svg_path = args.svg.clone().unwrap_or_else(|| match &args.out {
+        Some(out) => out.with_extension("svg"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/bench.svg"),
+    });
+    if let Some(dir) = svg_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let title = format!(
+        "cargo xtask bench: {} rows, pool size {}, {} round(s)",
+        sink.records().len(),
+        args.pool_size,
+        rounds
+    );
+    std::fs::write(&svg_path, crate::chart::svg(sink.records(), &title))
+        .with_context(|| format!("writing {}", svg_path.display()))?;
     eprintln!();
+    eprintln!("chart: {}", svg_path.display());
     eprint!("{}", summary(sink.records()));
     eprintln!("finished in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// An operation that only yields: `waiters_10k`'s work without a pool.
+struct YieldOnly;
+
+impl AsyncOp for YieldOnly {
+    async fn run(&self, _task: usize) -> anyhow::Result<()> {
+        tokio::task::yield_now().await;
+        Ok(())
+    }
 }
 
 /// The operation that does nothing (the harness's own cost).
@@ -334,6 +408,9 @@ fn to_record(case: Case, pool_size: u32, sample: &Sample) -> Record {
         ops_per_sec: round1(sample.ops_per_sec()),
         p50_us: sample.quantile_us(0.50).map(round3),
         p99_us: sample.quantile_us(0.99).map(round3),
+        max_us: (!sample.latency_ns.is_empty())
+            .then(|| round3(sample.latency_ns.max() as f64 / 1000.0)),
+        ..Record::default()
     }
 }
 
@@ -379,10 +456,51 @@ impl Bench<'_> {
             return self.pgbench(pgbench, case).map(Some);
         }
         let measured = self.measure(case)?;
-        Ok(Some((
-            to_record(case, self.args.pool_size, &measured.sample),
-            measured.note(),
-        )))
+        let mut record = to_record(case, self.args.pool_size, &measured.sample);
+        let mut note = measured.note();
+        if let Some(cpu) = measured.cpu {
+            let per =
+                |d: Duration| round3(d.as_secs_f64() * 1e6 / measured.sample.ops.max(1) as f64);
+            record.cpu_us_per_op = Some(per(cpu.client));
+            if !case.scenario.is_noio() {
+                record.server_cpu_us_per_op = Some(per(cpu.server));
+            }
+        }
+        if case.scenario == Scenario::Waiters10k && case.contender == Contender::Pgline {
+            // What 100 or 10,000 tasks cost without any pool: the floor
+            // under the CPU per acquire.
+            let floor = self.runtime.block_on(async {
+                let window = Window::after_warmup(self.timing);
+                let probe = CpuProbe::spawn(window, None);
+                let sample =
+                    measure_async_many(Arc::new(YieldOnly), case.concurrency as usize, window)
+                        .await?;
+                anyhow::Ok((sample, probe.finish()))
+            })?;
+            if let (sample, Some(cpu)) = floor {
+                note.push_str(&format!(
+                    "; floor without a pool (yield only, same tasks): {:.0} ops/s, {}",
+                    sample.ops_per_sec(),
+                    cpu.per_op(sample.ops)
+                ));
+            }
+        }
+        if case.scenario == Scenario::Waiters10k && case.concurrency >= 1000 {
+            match waiter_memory_probe(case.contender.name(), case.concurrency, self.args.pool_size)
+                .and_then(|pool| {
+                    waiter_memory_probe("floor", case.concurrency, self.args.pool_size)
+                        .map(|floor| (pool, floor))
+                }) {
+                Ok((bytes, floor)) => {
+                    record.bytes_per_waiter = Some(round1(bytes));
+                    note.push_str(&format!(
+                        ", {bytes:.0} B of RSS per parked waiter (a task parked on a Notify: {floor:.0} B)"
+                    ));
+                }
+                Err(e) => note.push_str(&format!(", memory probe failed: {e:#}")),
+            }
+        }
+        Ok(Some((record, note)))
     }
 
     fn pgbench(&self, pgbench: &std::path::Path, case: Case) -> anyhow::Result<(Record, String)> {
@@ -405,8 +523,7 @@ impl Bench<'_> {
                 pool_size: clients,
                 concurrency: case.concurrency,
                 ops_per_sec: round1(outcome.reported_tps.unwrap_or(0.0)),
-                p50_us: None,
-                p99_us: None,
+                ..Record::default()
             },
         };
         Ok((record, note))
@@ -426,8 +543,12 @@ impl Bench<'_> {
         let op = Arc::new(op);
         let window = Window::after_warmup(self.timing);
         let probe = CpuProbe::spawn(window, self.server_pid());
-        let sample =
-            measure_async(Arc::clone(&op), case.concurrency as usize, window, pace).await?;
+        let n = case.concurrency as usize;
+        let sample = if case.scenario == Scenario::Waiters10k {
+            measure_async_many(Arc::clone(&op), n, window).await?
+        } else {
+            measure_async(Arc::clone(&op), n, window, pace).await?
+        };
         let cpu = probe.finish();
         Ok((Measured { sample, cpu }, op))
     }
@@ -435,10 +556,10 @@ impl Bench<'_> {
     fn measure(&self, case: Case) -> anyhow::Result<Measured> {
         let size = self.args.pool_size;
         if case.scenario.is_noio() {
-            let (pace, hold) = if case.scenario == Scenario::HandoffNoio {
-                (Pace::IO, Hold::Yield)
-            } else {
+            let (pace, hold) = if case.scenario == Scenario::AcquireReleaseNoio {
                 (noio_pace(self.args), Hold::Nothing)
+            } else {
+                (Pace::IO, Hold::Yield)
             };
             return self.runtime.block_on(async {
                 Ok(match case.contender {
@@ -483,6 +604,21 @@ impl Bench<'_> {
         let config = server.config("postgres");
         let io = Pace::IO;
         let measured = self.runtime.block_on(async {
+            if case.scenario == Scenario::QuerySelect1Pipelined {
+                return anyhow::Ok(match case.contender {
+                    Contender::Pgline => {
+                        let lane = PglinePipelined::new(&config, size).await?;
+                        let (measured, lane) = self.measure_op(lane, case, io).await?;
+                        lane.close().await;
+                        measured
+                    }
+                    Contender::Raw => {
+                        let raw = RawPipelined::new(&config, size).await?;
+                        self.measure_op(raw, case, io).await?.0
+                    }
+                    other => anyhow::bail!("{} has no pipelined case", other.name()),
+                });
+            }
             anyhow::Ok(match case.contender {
                 Contender::Pgline => {
                     let pool = Pgline::new(&config, size, protocol).await?;
@@ -513,6 +649,31 @@ impl Bench<'_> {
     }
 }
 
+/// Runs the `waiters_10k` memory probe in a fresh copy of this binary (so
+/// no earlier case left freed memory behind for the waiters to reuse) and
+/// returns its bytes per waiter.
+fn waiter_memory_probe(which: &str, waiters: u32, pool_size: u32) -> anyhow::Result<f64> {
+    let exe = std::env::current_exe().context("locating pgline-bench")?;
+    let output = std::process::Command::new(exe)
+        .arg("--waiter-memory")
+        .arg(which)
+        .arg("--concurrency")
+        .arg(waiters.to_string())
+        .arg("--pool-size")
+        .arg(pool_size.to_string())
+        .output()
+        .context("running the memory probe")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "memory probe failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .context("reading the memory probe's answer")
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -530,8 +691,15 @@ mod tests {
             .count();
         assert_eq!(noio, 6);
         // 2 IO scenarios × 3 concurrencies × 4 contenders + 2 pgbench rows + 6 noio
-        // + 3 hand-off.
-        assert_eq!(cases.len(), 35);
+        // + 3 hand-off + 2 × 2 pipelined + 1 pgbench + 2 × 3 waiters.
+        assert_eq!(cases.len(), 46);
+        let pipelined: Vec<_> = cases
+            .iter()
+            .filter(|c| c.scenario == Scenario::QuerySelect1Pipelined)
+            .map(|c| (c.contender, c.concurrency))
+            .collect();
+        assert!(pipelined.contains(&(Contender::Pgline, 512)));
+        assert!(pipelined.contains(&(Contender::Pgbench, 20)));
     }
 
     #[test]
