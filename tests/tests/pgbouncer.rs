@@ -285,3 +285,96 @@ async fn three_server_instances_through_one_pgbouncer_under_8_stations() {
         "the scale-out scenario failed (its line above says why)"
     );
 }
+
+/// The pipelined shared lane (`PgPool::shared`) through PgBouncer: with the
+/// pool's statement cache off the lane runs each statement on the unnamed
+/// statement in one exchange (parameter types described once on an exclusive
+/// connection) and makes no session `SET`, so concurrent statements of two
+/// lanes (two processes, as it were) pipelined over PgBouncer all get their
+/// own answers; a failing statement disturbs no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_lane_through_pgbouncer() {
+    use pgline_async::SharedOptions;
+    let (server, bouncer, db) = bouncer(3).await;
+    server
+        .execute(&format!(
+            "ALTER DATABASE \"{db}\" SET statement_timeout = '30s'"
+        ))
+        .await
+        .unwrap();
+    let setup = async_pool(&bouncer, &db, 2);
+    setup
+        .batch_execute("CREATE TABLE hits (lane int NOT NULL, task int NOT NULL, i int NOT NULL)")
+        .await
+        .unwrap();
+    let mut lanes = Vec::new();
+    for _ in 0..2 {
+        // One more connection than the lane holds: statement descriptions.
+        let pool = async_pool(&bouncer, &db, 3);
+        lanes.push(
+            pool.shared(SharedOptions::new(2))
+                .await
+                .expect("lane opens"),
+        );
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (l, lane) in lanes.iter().enumerate() {
+        for t in 0..16i32 {
+            let lane = lane.clone();
+            let l = l as i32;
+            tasks.spawn(async move {
+                let mut errors = Vec::new();
+                for i in 0..40i32 {
+                    let sql = format!("SELECT $1::int * 1000 + $2::int + {}", i % 4);
+                    match lane.query_one(&sql, &[&t, &i]).await {
+                        Ok(row) => assert_eq!(row.get::<_, i32>(0), t * 1000 + i + i % 4),
+                        Err(e) => errors.push(format!("lane {l} task {t} select: {e}")),
+                    }
+                    if i % 8 == 0 {
+                        // An error in one statement ends only that request.
+                        let err = lane
+                            .query("SELECT 1 / $1::int", &[&0i32])
+                            .await
+                            .unwrap_err();
+                        assert_eq!(err.code().map(|c| c.code()), Some("22012"), "{err}");
+                        if let Err(e) = lane
+                            .execute(
+                                "INSERT INTO hits (lane, task, i) VALUES ($1, $2, $3)",
+                                &[&l, &t, &i],
+                            )
+                            .await
+                        {
+                            errors.push(format!("lane {l} task {t} insert: {e}"));
+                        }
+                    }
+                }
+                errors
+            });
+        }
+    }
+    let mut errors = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        errors.extend(result.expect("task"));
+    }
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(3)]
+    );
+    // Statements that change the session are still refused on the lane.
+    assert!(
+        lanes[0]
+            .execute("SET search_path = other", &[])
+            .await
+            .is_err()
+    );
+    for lane in &lanes {
+        lane.close().await;
+    }
+    let row = setup
+        .query_one("SELECT count(*) FROM hits", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2 * 16 * 5, "every insert stored once");
+}

@@ -103,6 +103,22 @@
 //!   (it may be stalled): it gets no new statements and is released when its
 //!   last statement is done.
 //!
+//! # Behind PgBouncer (statement cache off)
+//!
+//! When the pool's statement cache is off (`statement_cache_size = 0`, the
+//! PgBouncer setting), the lane prepares no named statement and makes no
+//! session setting: each statement goes out as one self-contained exchange
+//! on the unnamed statement (`query_typed`: Parse, Bind, Execute, Sync), so
+//! PgBouncer in transaction mode may run each pipelined request on any server
+//! connection. Parameter types are described once per SQL text on an
+//! *exclusive* connection of the pool (inside `BEGIN` … `ROLLBACK`; never on
+//! a shared one, where a transaction would capture other callers'
+//! statements), so the pool needs one connection more than the lane holds
+//! for the first use of each statement. `SharedOptions::statement_timeout` is
+//! not set then: give the role a `statement_timeout`
+//! (`ALTER ROLE … SET statement_timeout`); the response timeout still
+//! applies.
+//!
 //! # Giving connections back
 //!
 //! A lane connection goes back to the pool when the lane is closed or
@@ -130,7 +146,7 @@ use pgline_core::{DbError, ErrorKind, at_most_one, exactly_one};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Statement};
 
 use crate::pg::{PgManager, PgPool};
@@ -262,6 +278,8 @@ struct LaneInner {
     held: Arc<Held>,
     task: Mutex<Option<JoinHandle<()>>>,
     runtime: tokio::runtime::Handle,
+    /// In the unnamed (PgBouncer-safe) mode: parameter types per SQL text.
+    types: Mutex<HashMap<Box<str>, Vec<Type>>>,
 }
 
 #[derive(Default)]
@@ -401,6 +419,7 @@ impl SharedLane {
             held: Arc::new(Held::default()),
             task: Mutex::new(None),
             runtime,
+            types: Mutex::new(HashMap::new()),
         });
         // Cancellation: connections taken so far are in `inner`; dropping
         // this future drops the lane, which gives them back.
@@ -430,6 +449,15 @@ impl SharedLane {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, DbError> {
         check_shared_statement(sql)?;
+        if self.inner.unnamed() {
+            let typed = self.inner.typed(sql, params).await?;
+            let busy = self.inner.checkout().await?;
+            // Cancellation: as below.
+            return self
+                .inner
+                .bounded(&busy, busy.conn.client().query_typed(sql, &typed))
+                .await;
+        }
         let busy = self.inner.checkout().await?;
         let statement = self.inner.statement(&busy, sql).await?;
         // Cancellation: dropping this future abandons the answer
@@ -461,6 +489,15 @@ impl SharedLane {
     /// rows it affected. Refused like [`query`](Self::query).
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
         check_shared_statement(sql)?;
+        if self.inner.unnamed() {
+            let typed = self.inner.typed(sql, params).await?;
+            let busy = self.inner.checkout().await?;
+            // Cancellation: as in `query`.
+            return self
+                .inner
+                .bounded(&busy, busy.conn.client().execute_typed(sql, &typed))
+                .await;
+        }
         let busy = self.inner.checkout().await?;
         let statement = self.inner.statement(&busy, sql).await?;
         // Cancellation: as in `query`.
@@ -508,21 +545,70 @@ impl SharedLane {
 }
 
 impl LaneInner {
+    /// True when the pool's statement cache is off: the PgBouncer-safe mode,
+    /// where every statement runs on the unnamed statement in one exchange
+    /// and no session setting is made.
+    fn unnamed(&self) -> bool {
+        self.pool.manager().statement_cache() == 0
+    }
+
+    /// In the unnamed mode: `params` paired with the parameter types of
+    /// `sql`, from the lane's type cache or described once on an exclusive
+    /// connection of the pool (inside `BEGIN` … `ROLLBACK`, never on a shared
+    /// connection, where a transaction would capture other callers'
+    /// statements).
+    async fn typed<'p>(
+        &self,
+        sql: &str,
+        params: &[&'p (dyn ToSql + Sync)],
+    ) -> Result<Vec<(&'p (dyn ToSql + Sync), Type)>, DbError> {
+        let cached = lock(&self.types).get(sql).cloned();
+        let types = match cached {
+            Some(types) => types,
+            None => {
+                // Cancellation: the exclusive connection goes back through
+                // the pool's usual clean-state rules.
+                let conn = self.pool.acquire().await?;
+                let types = conn.param_types(sql, params).await?;
+                drop(conn);
+                let mut cache = lock(&self.types);
+                if cache.len() >= self.options.statement_cache.max(1) {
+                    cache.clear();
+                }
+                cache.insert(sql.into(), types.clone());
+                types
+            }
+        };
+        if types.len() != params.len() {
+            return Err(DbError::new(ErrorKind::Rejected).with_context(format!(
+                "expected {} parameters but got {}",
+                types.len(),
+                params.len()
+            )));
+        }
+        Ok(params.iter().copied().zip(types).collect())
+    }
+
     /// Takes a connection from the pool and prepares it for the lane.
     async fn take_connection(&self) -> Result<LaneConn, DbError> {
         let guard = self.pool.acquire().await?;
         // Marked before anything else: until the reset on release succeeds,
         // any path that returns this connection makes the pool discard it.
         guard.flags().cancelled.store(true, Relaxed);
-        let ms = self.options.statement_timeout.as_millis().max(1);
-        // Cancellation: dropping here drops the guard with the mark set.
-        guard
-            .raw()
-            .batch_execute(&format!("SET statement_timeout = {ms}"))
-            .await
-            .map_err(|e| {
-                DbError::query(e).with_context("shared lane: setting statement_timeout")
-            })?;
+        // Behind PgBouncer (statement cache off) a session `SET` would land
+        // on whichever server connection PgBouncer picks: the server-side
+        // bound then comes from the role's `statement_timeout`.
+        if !self.unnamed() {
+            let ms = self.options.statement_timeout.as_millis().max(1);
+            // Cancellation: dropping here drops the guard with the mark set.
+            guard
+                .raw()
+                .batch_execute(&format!("SET statement_timeout = {ms}"))
+                .await
+                .map_err(|e| {
+                    DbError::query(e).with_context("shared lane: setting statement_timeout")
+                })?;
+        }
         let spread = self.options.max_hold.mul_f64(0.1 * fastrand::f64());
         let rotate_at = Instant::now() + self.options.max_hold.saturating_sub(spread);
         self.held.add();

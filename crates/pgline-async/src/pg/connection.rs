@@ -203,7 +203,7 @@ impl PgConnection {
 
     /// The parameter types of `sql` with the statement cache off (see the
     /// `unnamed` module), from the type cache or the server.
-    async fn param_types(
+    pub(crate) async fn param_types(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],

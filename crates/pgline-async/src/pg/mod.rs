@@ -78,6 +78,12 @@ impl PgManager {
         &self.config
     }
 
+    /// Prepared statements cached per connection; 0 means the cache is off
+    /// and statements run on the unnamed statement (PgBouncer-safe).
+    pub fn statement_cache(&self) -> usize {
+        self.statement_cache
+    }
+
     async fn open<T>(&self, tls: T) -> Result<PgConnection, DbError>
     where
         T: MakeTlsConnect<Socket> + Send,
