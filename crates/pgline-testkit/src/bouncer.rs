@@ -479,3 +479,21 @@ fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_pgbouncer_says_how_to_install_it() {
+        let error = TestkitError::PgBouncerNotFound {
+            searched: "/usr/sbin/pgbouncer".into(),
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains("apt-get update && apt-get install -y pgbouncer"),
+            "{message}"
+        );
+        assert!(message.contains(PGBOUNCER_BIN_ENV), "{message}");
+    }
+}
