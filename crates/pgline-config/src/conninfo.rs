@@ -168,14 +168,18 @@ fn parse_uri(rest: &str) -> Result<Vec<(String, String)>, String> {
                 return Err("the host list in the URL has an empty entry".to_owned());
             }
             hosts.push(decode(host)?);
-            ports.push(port);
+            // libpq percent-decodes the port too.
+            ports.push(port.map(decode).transpose()?);
         }
         if hosts.iter().any(|host| !host.is_empty()) {
             params.push(("host".to_owned(), hosts.join(",")));
         }
         if ports.iter().any(Option::is_some) {
             // libpq gives a host without a port the default port.
-            let ports: Vec<&str> = ports.iter().map(|port| port.unwrap_or("5432")).collect();
+            let ports: Vec<&str> = ports
+                .iter()
+                .map(|port| port.as_deref().unwrap_or("5432"))
+                .collect();
             params.push(("port".to_owned(), ports.join(",")));
         }
     }
@@ -224,7 +228,11 @@ fn decode(text: &str) -> Result<String, String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3).ok_or(BAD)?;
+            // Two hex digits exactly: from_str_radix alone would take "+1".
+            let hex = text
+                .get(i + 1..i + 3)
+                .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or(BAD)?;
             out.push(u8::from_str_radix(hex, 16).map_err(|_| BAD)?);
             i += 3;
         } else {
@@ -413,5 +421,32 @@ mod tests {
         }
         let err = parse("postgres://db?sslcert=x").err().unwrap_or_default();
         assert!(err.contains("sslcert is not supported"), "{err}");
+    }
+
+    /// Found by the `config_parse` fuzz target (an invalid escape in the
+    /// port was accepted, the port was not decoded at all) and its oracle,
+    /// libpq's rule: every `%` starts `%XX` with two hex digits, in every
+    /// part of the URL.
+    #[test]
+    fn percent_escapes_are_two_hex_digits_everywhere() {
+        const BAD: &str = "the URL has an invalid percent-encoding";
+        for case in [
+            "postgres://pgline:%\u{5}",
+            "postgres://db:%\u{5}/x",
+            "postgres://u:%+1@db/x",
+            "postgres://u@db/%-1",
+            "postgres://db/x?sslmode=%+0",
+            "postgres://u:%4@db",
+        ] {
+            let err = parse(case).err().unwrap_or_default();
+            assert!(err.starts_with(BAD), "{case:?}: {err}");
+        }
+        assert_eq!(
+            entries("postgres://db:%35%34%33%32"),
+            vec![
+                ("database.host", "db".to_owned()),
+                ("database.port", "5432".to_owned())
+            ]
+        );
     }
 }
