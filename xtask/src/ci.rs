@@ -1,9 +1,15 @@
-//! `cargo xtask ci`: the same steps CI runs, stopping at the first failure.
+//! `cargo xtask ci`: the same steps CI runs, stopping at the first failure;
+//! last, a short bounded run of the fuzz targets (`cargo xtask fuzz`).
 
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+
+/// Seconds each fuzz target runs in CI: a smoke run that the targets still
+/// build and the seeds and their near mutations pass; `cargo xtask fuzz
+/// --seconds N` runs longer.
+const CI_FUZZ_SECONDS: u64 = 20;
 
 /// One CI step: a name for the report and the cargo arguments.
 struct Step {
@@ -93,8 +99,19 @@ pub(crate) fn run() -> anyhow::Result<()> {
         println!("==> xtask ci: {} ok in {:.1?}", step.name, t.elapsed());
     }
     println!(
+        "==> xtask ci: fuzz (cargo +nightly fuzz, {CI_FUZZ_SECONDS} s per target: {})",
+        crate::fuzz::TARGETS.join(", ")
+    );
+    let t = Instant::now();
+    crate::fuzz::run_targets(crate::fuzz::TARGETS, CI_FUZZ_SECONDS).with_context(|| {
+        format!(
+            "xtask ci: step `fuzz` failed; run `cargo xtask fuzz --seconds {CI_FUZZ_SECONDS}` to reproduce"
+        )
+    })?;
+    println!("==> xtask ci: fuzz ok in {:.1?}", t.elapsed());
+    println!(
         "==> xtask ci: all {} steps passed in {:.1?}",
-        steps.len(),
+        steps.len() + 1,
         started.elapsed()
     );
     Ok(())

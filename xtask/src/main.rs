@@ -8,6 +8,7 @@ mod chaos;
 mod ci;
 mod db;
 mod demo;
+mod fuzz;
 mod integration;
 
 use clap::{Parser, Subcommand};
@@ -23,7 +24,7 @@ struct Cli {
 enum Command {
     /// The main job: a throwaway PostgreSQL, pgline-server and 8 simulated stations with live progress.
     Demo(demo::DemoArgs),
-    /// Everything CI checks: fmt, clippy -D warnings, all tests against real PostgreSQL, doc tests.
+    /// Everything CI checks: fmt, clippy -D warnings, all tests against real PostgreSQL, doc tests, a short fuzz run.
     Ci,
     /// Start a throwaway PostgreSQL, print its DATABASE_URL and keep it until Ctrl-C.
     Db,
@@ -36,6 +37,8 @@ enum Command {
         /// Only scenarios whose name contains this text.
         filter: Option<String>,
     },
+    /// The cargo-fuzz targets (config_parse, request_decode) for N seconds each on nightly, then `N passed, N failed`.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +50,6 @@ fn main() -> anyhow::Result<()> {
         Command::Db => db::run(),
         Command::Integration => integration::run(),
         Command::Chaos { filter } => chaos::run(filter),
+        Command::Fuzz(args) => fuzz::run(args),
     }
 }
