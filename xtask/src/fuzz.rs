@@ -31,6 +31,10 @@ pub(crate) struct FuzzArgs {
     seconds: u64,
     /// Only this target (config_parse or request_decode).
     target: Option<String>,
+    /// Build without optimizations: the cold build takes half the time, the
+    /// runs are about 20 times slower. What `cargo xtask ci` uses.
+    #[arg(long)]
+    dev: bool,
 }
 
 /// `cargo xtask fuzz`.
@@ -42,19 +46,24 @@ pub(crate) fn run(args: FuzzArgs) -> anyhow::Result<()> {
             None => bail!("unknown fuzz target {name:?}; the targets are {TARGETS:?}"),
         },
     };
-    run_targets(&targets, args.seconds)
+    run_targets(&targets, args.seconds, args.dev)
 }
 
-/// Runs `targets` for `seconds` each; fails when one fails or the tools are
-/// missing. For `cargo xtask ci`, too.
-pub(crate) fn run_targets(targets: &[&str], seconds: u64) -> anyhow::Result<()> {
+/// Runs `targets` for `seconds` each, built without optimizations when
+/// `dev`; fails when one fails or the tools are missing. For `cargo xtask
+/// ci`, too.
+pub(crate) fn run_targets(targets: &[&str], seconds: u64, dev: bool) -> anyhow::Result<()> {
     let root = workspace_root()?;
     ensure_cargo_fuzz()?;
+    let flags = build_flags(dev);
     let started = Instant::now();
-    println!("fuzz: building the targets (cargo +nightly fuzz build)");
+    println!(
+        "fuzz: building the targets (cargo +nightly fuzz build {})",
+        flags.join(" ")
+    );
     let status = Command::new("cargo")
         .args(["+nightly", "fuzz", "build"])
-        .args(BUILD_FLAGS)
+        .args(&flags)
         .current_dir(&root)
         .status()
         .context("running cargo +nightly fuzz build")?;
@@ -65,7 +74,7 @@ pub(crate) fn run_targets(targets: &[&str], seconds: u64) -> anyhow::Result<()> 
 
     let (mut passed, mut failed) = (0, 0);
     for target in targets {
-        match run_one(&root, target, seconds) {
+        match run_one(&root, target, seconds, &flags) {
             Ok(summary) => {
                 passed += 1;
                 println!("  ok    {target}: {summary}");
@@ -84,12 +93,19 @@ pub(crate) fn run_targets(targets: &[&str], seconds: u64) -> anyhow::Result<()> 
 }
 
 /// cargo-fuzz flags shared by build and run, so `run` reuses the build:
-/// release with debug assertions (cargo-fuzz's default); no sanitizer (the
-/// workspace forbids `unsafe`: the fuzzers look for panics, 5xx answers and
-/// leaked secrets, which Rust's own checks and the targets' assertions
-/// catch); 16 codegen units, which halves the build for slightly slower
-/// runs.
-const BUILD_FLAGS: &[&str] = &["--sanitizer", "none", "--codegen-units", "16"];
+/// release with debug assertions (cargo-fuzz's default), or `--dev`; no
+/// sanitizer (the workspace forbids `unsafe`: the fuzzers look for panics,
+/// 5xx answers and leaked secrets, which Rust's own checks and the targets'
+/// assertions catch); 16 codegen units, which shortens the release build for
+/// slightly slower runs.
+fn build_flags(dev: bool) -> Vec<&'static str> {
+    let mut flags = vec!["--sanitizer", "none"];
+    match dev {
+        true => flags.push("--dev"),
+        false => flags.extend(["--codegen-units", "16"]),
+    }
+    flags
+}
 
 fn workspace_root() -> anyhow::Result<PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -136,7 +152,7 @@ fn ensure_cargo_fuzz() -> anyhow::Result<()> {
 
 /// Runs `target` for `seconds`; the summary from libFuzzer's final
 /// statistics, or why it failed.
-fn run_one(root: &Path, target: &str, seconds: u64) -> anyhow::Result<String> {
+fn run_one(root: &Path, target: &str, seconds: u64, flags: &[&str]) -> anyhow::Result<String> {
     let logs = root.join("fuzz").join("target");
     std::fs::create_dir_all(&logs).context("creating fuzz/target")?;
     let log_path = logs.join(format!("xtask-{target}.log"));
@@ -145,7 +161,7 @@ fn run_one(root: &Path, target: &str, seconds: u64) -> anyhow::Result<String> {
     let max_time = format!("-max_total_time={seconds}");
     let mut child = Command::new("cargo")
         .args(["+nightly", "fuzz", "run"])
-        .args(BUILD_FLAGS)
+        .args(flags)
         .args([target, "--", &max_time])
         // A slow input is a bug too (10 s), as is a runaway allocation.
         .args(["-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1"])
@@ -192,7 +208,8 @@ fn run_one(root: &Path, target: &str, seconds: u64) -> anyhow::Result<String> {
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             bail!(
                 "{status}; the input that failed is under fuzz/artifacts/{target}/ \
-                 (replay: cargo +nightly fuzz run --sanitizer none --codegen-units 16 {target} <file>); log {}:\n{}",
+                 (replay: cargo +nightly fuzz run {} {target} <file>); log {}:\n{}",
+                flags.join(" "),
                 log_path.display(),
                 tail.join("\n")
             )
