@@ -393,7 +393,9 @@ impl<M: Manager> Inner<M> {
         // that reading; anything that may have waited reads it again.
         let mut fresh = true;
         loop {
-            let candidate = match self.take_or_enqueue(deadline)? {
+            // After a connection failed its check, this caller keeps its turn:
+            // it is served before the queue (`!fresh`).
+            let candidate = match self.take_or_enqueue(deadline, !fresh)? {
                 Ok(slot) => Candidate::Idle(slot),
                 Err((id, rx)) => {
                     // Cancellation: the guard removes the waiter and returns a
@@ -485,11 +487,15 @@ impl<M: Manager> Inner<M> {
     }
 
     /// Pops an idle connection when nobody is waiting (a newcomer never
-    /// overtakes a waiter), else joins the queue.
+    /// overtakes a waiter), else joins the queue. A caller whose handed-over
+    /// connection failed its check (`retry`) was already at the head: it may
+    /// take an idle connection at once and otherwise rejoins at the front,
+    /// which also keeps the queue ordered by deadline.
     #[allow(clippy::type_complexity)]
     fn take_or_enqueue(
         self: &Arc<Self>,
         deadline: Instant,
+        retry: bool,
     ) -> Result<
         Result<Slot<M::Connection>, (u64, oneshot::Receiver<Handoff<M::Connection>>)>,
         DbError,
@@ -498,7 +504,7 @@ impl<M: Manager> Inner<M> {
         if st.closed {
             return Err(DbError::new(ErrorKind::PoolClosed));
         }
-        if st.waiters.is_empty()
+        if (retry || st.waiters.is_empty())
             && let Some(slot) = st.idle.pop_back()
         {
             st.in_use += 1;
@@ -511,13 +517,18 @@ impl<M: Manager> Inner<M> {
         let (tx, rx) = oneshot::channel();
         let id = st.next_waiter;
         st.next_waiter += 1;
-        let first = st.waiters.is_empty();
-        st.waiters.push_back(Waiter { id, deadline, tx });
+        let first = st.waiters.is_empty() || retry;
+        let waiter = Waiter { id, deadline, tx };
+        if retry {
+            st.waiters.push_front(waiter);
+        } else {
+            st.waiters.push_back(waiter);
+        }
         self.refill(&mut st);
         self.publish(&st);
         drop(st);
         if first {
-            // Later waiters have later deadlines: only the first one of a
+            // Later waiters have later deadlines: only a new front of the
             // queue can need the expiry task to wake sooner.
             self.queue_started.notify_one();
         }
@@ -811,7 +822,11 @@ async fn expiry_loop<M: Manager>(pool: Weak<Inner<M>>, queue_started: Arc<Notify
             inner.expire_waiters(Instant::now())
         };
         match next {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            // Woken early by a waiter that rejoins at the front (it may have
+            // an earlier deadline than the one slept for).
+            Some(deadline) => {
+                let _ = tokio::time::timeout_at(deadline, queue_started.notified()).await;
+            }
             // A permit stored by a waiter that enqueued after the check above
             // makes this return at once, so no first waiter is missed.
             None => queue_started.notified().await,

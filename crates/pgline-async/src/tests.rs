@@ -18,6 +18,8 @@ struct FakeState {
     fail_connect: AtomicBool,
     fail_reset: AtomicBool,
     broken: Mutex<HashSet<u64>>,
+    /// Serials that break after this many more `has_broken` checks.
+    break_after: Mutex<std::collections::HashMap<u64, u32>>,
     live: AtomicU32,
 }
 
@@ -61,6 +63,12 @@ impl Manager for Fake {
     }
 
     fn has_broken(&self, conn: &FakeConn) -> bool {
+        if let Some(n) = self.state.break_after.lock().unwrap().get_mut(&conn.serial) {
+            if *n == 0 {
+                return true;
+            }
+            *n -= 1;
+        }
         self.state.broken.lock().unwrap().contains(&conn.serial)
     }
 
@@ -192,6 +200,36 @@ async fn waiters_are_served_first_come_first_served() {
         t.await.unwrap();
     }
     assert_eq!(*order.lock().unwrap(), (0..8).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_whose_connection_fails_its_check_keeps_its_turn() {
+    let (pool, state) = pool(0, 1);
+    let held = pool.acquire().await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let (pool, order) = (pool.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let conn = pool.acquire().await.unwrap();
+            order.lock().unwrap().push((i, conn.serial));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            drop(conn);
+        }));
+        settle().await;
+    }
+    // The held connection passes the check on return, then fails the one
+    // its receiver (waiter 0) makes: waiter 0 must get the replacement
+    // before waiters 1 and 2, not go to the back of the queue.
+    state.break_after.lock().unwrap().insert(held.serial, 1);
+    drop(held);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(order[0].1, 1, "waiter 0 got the replacement connection");
+    assert_eq!(pool.stats().closed_total.broken, 1);
 }
 
 #[tokio::test(start_paused = true)]
