@@ -299,7 +299,7 @@ fn request(
     false
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
+pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
@@ -307,7 +307,7 @@ fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
-fn get_json(agent: &ureq::Agent, url: &str) -> anyhow::Result<Value> {
+pub(crate) fn get_json(agent: &ureq::Agent, url: &str) -> anyhow::Result<Value> {
     let mut response = agent.get(url).call()?;
     Ok(response.body_mut().read_json::<Value>()?)
 }
@@ -328,16 +328,20 @@ fn wait_ready(agent: &ureq::Agent, base: &str, child: &mut Child) -> anyhow::Res
     bail!("pgline-server was not ready within 60 s")
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
-fn server_binary() -> anyhow::Result<std::path::PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+/// The workspace's target directory (`CARGO_TARGET_DIR` when set).
+pub(crate) fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let binary = target.join("debug/pgline-server");
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+fn server_binary() -> anyhow::Result<std::path::PathBuf> {
+    let binary = target_dir().join("debug/pgline-server");
     if !binary.is_file() {
         bail!("{} not found after building", binary.display());
     }
@@ -345,10 +349,10 @@ fn server_binary() -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// Stops the server with SIGTERM (graceful shutdown) when dropped.
-struct ChildGuard(Child);
+pub(crate) struct ChildGuard(pub(crate) Child);
 
 impl ChildGuard {
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Ok(Some(_)) = self.0.try_wait() {
             return;
         }
@@ -362,7 +366,7 @@ impl ChildGuard {
         while started.elapsed() < Duration::from_secs(15) {
             match self.0.try_wait() {
                 Ok(Some(status)) => {
-                    eprintln!("demo: pgline-server stopped ({status})");
+                    eprintln!("xtask: pgline-server stopped ({status})");
                     return;
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(50)),

@@ -8,6 +8,7 @@ mod chaos;
 mod ci;
 mod db;
 mod demo;
+mod footprint;
 mod fuzz;
 mod integration;
 
@@ -30,15 +31,17 @@ enum Command {
     Db,
     /// Comparison benchmarks (pgline vs deadpool, bb8, r2d2, raw, pgbench) as JSON lines.
     Bench(bench::BenchArgs),
-    /// The fault suite: restarts, terminated backends, connection limit, stalls, latency, failover, exhaustion, cancellation.
     /// The seed's ten-point pool test, each point printed, then `N passed, N failed`.
     Integration,
+    /// The fault suite: restarts, terminated backends, connection limit, stalls, latency, failover, exhaustion, cancellation.
     Chaos {
         /// Only scenarios whose name contains this text.
         filter: Option<String>,
     },
     /// The cargo-fuzz targets (config_parse, request_decode) for N seconds each on nightly, then `N passed, N failed`.
     Fuzz(fuzz::FuzzArgs),
+    /// pgline-server at rest: resident memory with N open connections, memory per connection, time to ready.
+    Footprint(footprint::FootprintArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Command::Integration => integration::run(),
         Command::Chaos { filter } => chaos::run(filter),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::Footprint(args) => footprint::run(args),
     }
 }
