@@ -8,6 +8,13 @@
 //! of the rows (throughput and p99 against concurrency, one line per pool)
 //! beside `--out` (`FILE.svg`) or at `target/bench/bench.svg`, and prints
 //! progress and a ratio summary to stderr.
+//!
+//! Then, unless `--no-telemetry` or a `--scenario` filter that does not name
+//! it, the telemetry rows: `checkout_select1_telemetry` with the pool bare,
+//! with metrics and logs, and with span export, from
+//! `cargo bench -p pgline-telemetry --bench overhead` (each variant in a
+//! process of its own, because a global tracing subscriber cannot be
+//! uninstalled). They are appended to stdout and `--out`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +30,9 @@ pub(crate) struct BenchArgs {
     /// Also write the JSON lines to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Skip the telemetry-overhead rows (`checkout_select1_telemetry`).
+    #[arg(long)]
+    no_telemetry: bool,
     /// More arguments for pgline-bench after `--`, e.g. `-- --pool pgline,deadpool
     /// --rounds 3` (`cargo xtask bench -- --help` lists them).
     #[arg(last = true)]
@@ -48,10 +58,14 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.quick {
         cmd.arg("--quick");
     }
-    if let Some(out) = &args.out {
-        // Relative to where the command was typed, not to the workspace root.
-        let out =
-            std::path::absolute(out).with_context(|| format!("resolving {}", out.display()))?;
+    // Relative to where the command was typed, not to the workspace root.
+    let out = match &args.out {
+        Some(out) => {
+            Some(std::path::absolute(out).with_context(|| format!("resolving {}", out.display()))?)
+        }
+        None => None,
+    };
+    if let Some(out) = &out {
         cmd.arg("--out").arg(out);
     }
     cmd.args(&args.extra);
@@ -60,6 +74,73 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         .context("running cargo run --release -p pgline-bench")?;
     if !status.success() {
         bail!("pgline-bench failed ({status})");
+    }
+    if !args.no_telemetry && wants_telemetry(&args.extra) {
+        telemetry_rows(root, args.quick, out.as_deref())?;
+    }
+    Ok(())
+}
+
+/// True unless a `--scenario` filter leaves the telemetry rows out.
+fn wants_telemetry(extra: &[String]) -> bool {
+    let mut filter = None;
+    for (i, arg) in extra.iter().enumerate() {
+        if let Some(value) = arg.strip_prefix("--scenario=") {
+            filter = Some(value.to_owned());
+        } else if arg == "--scenario" {
+            filter = extra.get(i + 1).cloned();
+        }
+    }
+    filter.is_none_or(|f| {
+        f.split(',')
+            .any(|s| "checkout_select1_telemetry".contains(s.trim()))
+    })
+}
+
+/// Runs the telemetry-overhead bench and passes its JSON rows on.
+fn telemetry_rows(root: &Path, quick: bool, out: Option<&Path>) -> anyhow::Result<()> {
+    let (seconds, rounds) = if quick { ("1", "1") } else { ("2", "3") };
+    eprintln!(
+        "[telemetry] checkout_select1_telemetry: bare, metrics, tracing ({rounds} round(s) of {seconds} s)"
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "bench",
+            "--package",
+            "pgline-telemetry",
+            "--bench",
+            "overhead",
+            "--",
+            seconds,
+            rounds,
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo bench -p pgline-telemetry --bench overhead")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("the telemetry bench failed ({}):\n{stdout}", output.status);
+    }
+    let mut rows = String::new();
+    for line in stdout.lines() {
+        if line.starts_with('{') {
+            println!("{line}");
+            rows.push_str(line);
+            rows.push('\n');
+        } else {
+            eprintln!("[telemetry] {line}");
+        }
+    }
+    if let Some(out) = out {
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(out)
+            .and_then(|mut f| f.write_all(rows.as_bytes()))
+            .with_context(|| format!("appending the telemetry rows to {}", out.display()))?;
     }
     Ok(())
 }

@@ -90,9 +90,17 @@ pub(crate) fn run() -> anyhow::Result<()> {
         if step.name == "docs build" {
             cmd.env("RUSTDOCFLAGS", "-D warnings");
         }
-        let status = cmd
-            .status()
-            .with_context(|| format!("could not run cargo for step `{}`", step.name))?;
+        let status = if step.name == "tests (nextest)" {
+            // Streams nextest's report through and tallies the contract
+            // suite per backend from it.
+            let (status, lines) = run_teeing_stderr(cmd)
+                .with_context(|| format!("could not run cargo for step `{}`", step.name))?;
+            print_contract_summary(&lines);
+            status
+        } else {
+            cmd.status()
+                .with_context(|| format!("could not run cargo for step `{}`", step.name))?
+        };
         if !status.success() {
             bail!(
                 "xtask ci: step `{}` failed ({status}); run `cargo {}` to reproduce",
@@ -121,4 +129,61 @@ pub(crate) fn run() -> anyhow::Result<()> {
         started.elapsed()
     );
     Ok(())
+}
+
+/// Runs `cmd`, copying its stderr to ours line by line, and returns its exit
+/// status and those lines.
+fn run_teeing_stderr(mut cmd: Command) -> anyhow::Result<(std::process::ExitStatus, Vec<String>)> {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let mut child = cmd.stderr(std::process::Stdio::piped()).spawn()?;
+    let mut lines = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        let mut out = std::io::stderr();
+        for line in BufReader::new(stderr).split(b'\n') {
+            let line = String::from_utf8_lossy(&line?).into_owned();
+            let _ = writeln!(out, "{line}");
+            lines.push(line);
+        }
+    }
+    Ok((child.wait()?, lines))
+}
+
+/// Prints `contract suite: <backend> N passed, N failed` for each backend of
+/// `tests/tests/contract.rs`, from nextest's status lines
+/// (`PASS [ 0.7s] (1/9) pgline-tests::contract async_pool::query_...`).
+fn print_contract_summary(lines: &[String]) {
+    const BINARY: &str = "pgline-tests::contract ";
+    // The last status of each test wins (retries print several).
+    let mut outcome = std::collections::BTreeMap::<String, bool>::new();
+    for line in lines {
+        let Some(at) = line.find(BINARY) else {
+            continue;
+        };
+        let status = line.split_whitespace().find(|w| {
+            matches!(
+                *w,
+                "PASS" | "FAIL" | "TIMEOUT" | "SIGSEGV" | "SIGABRT" | "SIGKILL" | "ABORT"
+            )
+        });
+        let Some(status) = status else { continue };
+        let test = line[at + BINARY.len()..].trim().to_owned();
+        outcome.insert(test, status == "PASS");
+    }
+    let mut per_backend = std::collections::BTreeMap::<&str, (u32, u32)>::new();
+    for (test, passed) in &outcome {
+        let backend = test.split("::").next().unwrap_or(test);
+        let entry = per_backend.entry(backend).or_default();
+        if *passed {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+    if per_backend.is_empty() {
+        println!("==> xtask ci: contract suite: no results found in the test report");
+        return;
+    }
+    for (backend, (passed, failed)) in per_backend {
+        println!("==> xtask ci: contract suite: {backend:<28} {passed} passed, {failed} failed");
+    }
 }

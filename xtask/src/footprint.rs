@@ -57,7 +57,7 @@ pub(crate) fn run(args: FootprintArgs) -> anyhow::Result<()> {
     let server = runtime
         .block_on(
             pgline_testkit::PgServer::builder()
-                .config("max_connections", &(max + 20).to_string())
+                .config("max_connections", (max + 20).to_string())
                 .start(),
         )
         .context("starting PostgreSQL")?;
