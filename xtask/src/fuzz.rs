@@ -115,6 +115,20 @@ fn workspace_root() -> anyhow::Result<PathBuf> {
     Ok(root.to_owned())
 }
 
+/// The target triple cargo-fuzz builds for by default: the nightly
+/// compiler's host.
+fn host_triple() -> anyhow::Result<String> {
+    let output = Command::new("rustc")
+        .args(["+nightly", "-vV"])
+        .output()
+        .context("running rustc +nightly -vV")?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("rustc +nightly -vV names no host triple")
+}
+
 fn succeeds(program: &str, args: &[&str]) -> bool {
     Command::new(program)
         .args(args)
@@ -158,18 +172,34 @@ fn run_one(root: &Path, target: &str, seconds: u64, flags: &[&str]) -> anyhow::R
     let log_path = logs.join(format!("xtask-{target}.log"));
     let log =
         File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let max_time = format!("-max_total_time={seconds}");
-    let mut child = Command::new("cargo")
-        .args(["+nightly", "fuzz", "run"])
-        .args(flags)
-        .args([target, "--", &max_time])
+    // The binary `cargo fuzz build` made, run directly: `cargo fuzz run`
+    // would rebuild first when a source changed meanwhile, and that time
+    // would count against the run's bound.
+    let profile = if flags.contains(&"--dev") {
+        "debug"
+    } else {
+        "release"
+    };
+    let binary = root
+        .join("fuzz/target")
+        .join(host_triple()?)
+        .join(profile)
+        .join(target);
+    let fuzz = root.join("fuzz");
+    let artifacts = fuzz.join("artifacts").join(target);
+    std::fs::create_dir_all(&artifacts)
+        .with_context(|| format!("creating {}", artifacts.display()))?;
+    let mut child = Command::new(&binary)
+        .arg(format!("-artifact_prefix={}/", artifacts.display()))
+        .arg(format!("-max_total_time={seconds}"))
         // A slow input is a bug too (10 s), as is a runaway allocation.
         .args(["-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1"])
+        .arg(fuzz.join("corpus").join(target))
         .current_dir(root)
         .stdout(log.try_clone().context("log file")?)
         .stderr(log)
         .spawn()
-        .context("running cargo +nightly fuzz run")?;
+        .with_context(|| format!("running {}", binary.display()))?;
     let deadline = Instant::now() + Duration::from_secs(seconds) + KILL_SLACK;
     let status = loop {
         if let Some(status) = child.try_wait().context("waiting for the fuzzer")? {
