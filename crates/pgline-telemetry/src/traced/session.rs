@@ -7,8 +7,10 @@ use pgline_core::{BoxFuture, DbError, Params, Row, Session};
 use super::op::{Outcome, Shared};
 
 /// A [`Session`] that gives each statement a span, a duration and a log line,
-/// exactly as [`Traced`](super::Traced) does outside transactions. Made by
-/// [`Traced::session`](super::Traced::session).
+/// exactly as [`Traced`](super::Traced) does outside transactions. `Traced`
+/// wraps every transaction's session in one (through its
+/// [`SessionLayer`](pgline_core::SessionLayer)); the closure sees it as its
+/// `&mut dyn Session`.
 pub struct TracedSession<'s> {
     inner: Box<dyn Session + 's>,
     shared: Arc<Shared>,
