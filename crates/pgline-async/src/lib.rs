@@ -61,8 +61,12 @@
 //! waiting; otherwise it joins a FIFO queue of one-shot channels. A returned
 //! connection goes straight to the oldest live waiter (direct hand-off): a
 //! newcomer can never overtake a waiter, and exactly one task is woken per
-//! returned connection. One deadline (`acquire_timeout`) covers queueing,
-//! connecting and validation; on expiry the error says how many were waiting
+//! returned connection. A waiter whose connection fails its check before
+//! hand-out keeps its turn (it rejoins at the front). One deadline
+//! (`acquire_timeout`) covers queueing, connecting and validation; a single
+//! expiry task per pool keeps the deadlines of the queue (every waiter has the
+//! same timeout, so the front's deadline is the earliest) instead of a timer
+//! per waiter. On expiry the error says how many were waiting
 //! and how many connections were in use, and carries the last connection
 //! error when none are. A waiter dropped at any point leaves the queue and
 //! returns a connection it was handed but never received.
