@@ -279,7 +279,7 @@ struct LaneInner {
     task: Mutex<Option<JoinHandle<()>>>,
     runtime: tokio::runtime::Handle,
     /// In the unnamed (PgBouncer-safe) mode: parameter types per SQL text.
-    types: Mutex<HashMap<Box<str>, Vec<Type>>>,
+    types: Mutex<pgline_core::ParamTypes>,
 }
 
 #[derive(Default)]
@@ -411,6 +411,7 @@ impl SharedLane {
             DbError::new(ErrorKind::Rejected)
                 .with_context("a shared lane must be opened inside a tokio runtime")
         })?;
+        let types = Mutex::new(pgline_core::ParamTypes::new(options.statement_cache));
         let inner = Arc::new(LaneInner {
             pool,
             options,
@@ -419,7 +420,7 @@ impl SharedLane {
             held: Arc::new(Held::default()),
             task: Mutex::new(None),
             runtime,
-            types: Mutex::new(HashMap::new()),
+            types,
         });
         // Cancellation: connections taken so far are in `inner`; dropping
         // this future drops the lane, which gives them back.
@@ -562,7 +563,7 @@ impl LaneInner {
         sql: &str,
         params: &[&'p (dyn ToSql + Sync)],
     ) -> Result<Vec<(&'p (dyn ToSql + Sync), Type)>, DbError> {
-        let cached = lock(&self.types).get(sql).cloned();
+        let cached = lock(&self.types).get(sql);
         let types = match cached {
             Some(types) => types,
             None => {
@@ -571,21 +572,11 @@ impl LaneInner {
                 let conn = self.pool.acquire().await?;
                 let types = conn.param_types(sql, params).await?;
                 drop(conn);
-                let mut cache = lock(&self.types);
-                if cache.len() >= self.options.statement_cache.max(1) {
-                    cache.clear();
-                }
-                cache.insert(sql.into(), types.clone());
+                lock(&self.types).insert(sql, types.clone());
                 types
             }
         };
-        if types.len() != params.len() {
-            return Err(DbError::new(ErrorKind::Rejected).with_context(format!(
-                "expected {} parameters but got {}",
-                types.len(),
-                params.len()
-            )));
-        }
+        pgline_core::ParamTypes::check_count(&types, params.len())?;
         Ok(params.iter().copied().zip(types).collect())
     }
 

@@ -57,6 +57,7 @@ mod error;
 mod event;
 mod handle;
 mod health;
+mod param_types;
 mod routed;
 mod scan;
 mod stats;
@@ -67,6 +68,7 @@ pub use handle::{
     BoxFuture, Database, LayerChain, Params, Session, SessionLayer, at_most_one, exactly_one,
 };
 pub use health::{CloseReport, HealthReport};
+pub use param_types::ParamTypes;
 pub use routed::{Routed, RoutingStats};
 pub use scan::may_open_transaction;
 pub use stats::{ClosedCounts, PoolStats, utilization};

@@ -12,7 +12,7 @@ use r2d2_postgres::postgres::{Client, SimpleQueryMessage, Statement};
 use crate::blocking::{can_block_here, off_thread, run_blocking};
 use crate::shared::Shared;
 use crate::transaction::SyncTransaction;
-use crate::unnamed::{self, TypeCache};
+use crate::unnamed;
 use pgline_core::may_open_transaction;
 
 /// A connection of the sync pool: a `postgres::Client` and what the pool
@@ -38,7 +38,7 @@ pub struct SyncClient {
     pub(crate) last_used: Instant,
     cache: Option<StatementCache>,
     /// With the cache off: parameter types per SQL text (see `unnamed`).
-    types: TypeCache,
+    types: pgline_core::ParamTypes,
     shared: Arc<Shared>,
 }
 
@@ -72,7 +72,7 @@ impl SyncClient {
             created_at: now,
             last_used: now,
             cache: (cache_size > 0).then(|| StatementCache::new(cache_size)),
-            types: TypeCache::default(),
+            types: pgline_core::ParamTypes::default(),
             shared,
         }
     }
@@ -219,13 +219,7 @@ impl SyncClient {
                 types
             }
         };
-        if types.len() != params.len() {
-            return Err(DbError::new(ErrorKind::Rejected).with_context(format!(
-                "expected {} parameters but got {}",
-                types.len(),
-                params.len()
-            )));
-        }
+        pgline_core::ParamTypes::check_count(&types, params.len())?;
         Ok(params.iter().copied().zip(types).collect())
     }
 

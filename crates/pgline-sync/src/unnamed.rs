@@ -11,42 +11,8 @@
 //! transaction (`BEGIN`, prepare, close, `ROLLBACK`), or inside the caller's
 //! transaction when there is one, and kept in a small client-side cache.
 
-use std::collections::{HashMap, VecDeque};
-
 use r2d2_postgres::postgres::Client;
 use r2d2_postgres::postgres::types::Type;
-
-/// SQL texts whose parameter types are remembered per connection.
-const TYPE_CACHE_CAPACITY: usize = 256;
-
-/// A bounded map from SQL text to its parameter types (FIFO eviction).
-#[derive(Default)]
-pub(crate) struct TypeCache {
-    map: HashMap<Box<str>, Vec<Type>>,
-    order: VecDeque<Box<str>>,
-}
-
-impl TypeCache {
-    pub(crate) fn get(&self, sql: &str) -> Option<Vec<Type>> {
-        self.map.get(sql).cloned()
-    }
-
-    pub(crate) fn insert(&mut self, sql: &str, types: Vec<Type>) {
-        if self.map.contains_key(sql) {
-            return;
-        }
-        while self.map.len() >= TYPE_CACHE_CAPACITY {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.map.insert(sql.into(), types);
-        self.order.push_back(sql.into());
-    }
-}
 
 /// The parameter types of `sql`, asked of the server; with `own_transaction`
 /// inside `BEGIN` … `ROLLBACK` so that PgBouncer keeps one server connection

@@ -11,7 +11,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{CancelToken, Client, Row, SimpleQueryMessage, Statement};
 
 use super::transaction::PgTransaction;
-use super::unnamed::{self, TypeCache};
+use super::unnamed;
 use pgline_core::may_open_transaction;
 
 /// A connection of the PostgreSQL pool.
@@ -27,7 +27,7 @@ pub struct PgConnection {
     flags: Flags,
     cache: Option<Mutex<StatementCache>>,
     /// With the cache off: parameter types per SQL text (see `unnamed`).
-    types: Mutex<TypeCache>,
+    types: Mutex<pgline_core::ParamTypes>,
     query_timeout: Option<Duration>,
 }
 
@@ -121,7 +121,7 @@ impl PgConnection {
             id: 0,
             flags: Flags::default(),
             cache: (cache_size > 0).then(|| Mutex::new(StatementCache::new(cache_size))),
-            types: Mutex::new(TypeCache::new()),
+            types: Mutex::new(pgline_core::ParamTypes::default()),
             query_timeout,
         }
     }
@@ -227,9 +227,7 @@ impl PgConnection {
                 types
             }
         };
-        if types.len() != params.len() {
-            return Err(unnamed::parameter_count(types.len(), params.len()));
-        }
+        pgline_core::ParamTypes::check_count(&types, params.len())?;
         Ok(types)
     }
 

@@ -15,48 +15,8 @@
 //! one; they are kept in a small client-side cache (types do not depend on
 //! which server connection answers).
 
-use std::collections::{HashMap, VecDeque};
-
 use tokio_postgres::Client;
 use tokio_postgres::types::Type;
-
-/// SQL texts whose parameter types are remembered per connection.
-pub(crate) const TYPE_CACHE_CAPACITY: usize = 256;
-
-/// A bounded map from SQL text to its parameter types (FIFO eviction).
-pub(crate) struct TypeCache {
-    map: HashMap<Box<str>, Vec<Type>>,
-    order: VecDeque<Box<str>>,
-}
-
-impl TypeCache {
-    pub(crate) fn new() -> Self {
-        Self {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-        }
-    }
-
-    pub(crate) fn get(&self, sql: &str) -> Option<Vec<Type>> {
-        self.map.get(sql).cloned()
-    }
-
-    pub(crate) fn insert(&mut self, sql: &str, types: Vec<Type>) {
-        if self.map.contains_key(sql) {
-            return;
-        }
-        while self.map.len() >= TYPE_CACHE_CAPACITY {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.map.insert(sql.into(), types);
-        self.order.push_back(sql.into());
-    }
-}
 
 /// The parameter types of `sql`, asked of the server. With `own_transaction`
 /// the prepare runs inside `BEGIN` … `ROLLBACK`, so PgBouncer keeps one
@@ -76,11 +36,4 @@ pub(crate) async fn describe(
         client.batch_execute("ROLLBACK").await?;
     }
     described
-}
-
-/// An error for a parameter count that does not match the statement, in the
-/// words tokio-postgres uses.
-pub(crate) fn parameter_count(expected: usize, got: usize) -> pgline_core::DbError {
-    pgline_core::DbError::new(pgline_core::ErrorKind::Rejected)
-        .with_context(format!("expected {expected} parameters but got {got}"))
 }
