@@ -309,9 +309,7 @@ impl PgBouncer {
 
     /// Connection settings for `dbname` through PgBouncer (user `postgres`).
     pub fn config(&self, dbname: &str) -> Config {
-        let mut config = Config::new();
-        config.host(HOST).port(self.port).user(USER).dbname(dbname);
-        config
+        crate::server::config_for(self.port, dbname)
     }
 
     /// Opens a connection to `dbname` through PgBouncer; the connection is driven by

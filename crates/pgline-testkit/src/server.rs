@@ -547,7 +547,7 @@ fn free_port() -> Result<u16, TestkitError> {
         .map_err(|e| TestkitError::io("reading the free port", e))
 }
 
-fn config_for(port: u16, dbname: &str) -> Config {
+pub(crate) fn config_for(port: u16, dbname: &str) -> Config {
     let mut config = Config::new();
     config.host(HOST).port(port).user(USER).dbname(dbname);
     config
