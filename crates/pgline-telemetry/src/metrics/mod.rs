@@ -16,6 +16,7 @@ use pgline_core::PoolStats;
 
 use crate::TelemetryError;
 use crate::setup::export::ReportingMetricExporter;
+use crate::traced::spans::DbTracer;
 pub use listener::PoolObserver;
 
 /// Attribute naming the pool on every pool metric.
@@ -89,10 +90,11 @@ struct Inner {
     operation_duration: Histogram<f64>,
     pool_times: PoolTimes,
     sources: Arc<Sources>,
+    /// Database spans, when the telemetry these metrics belong to traces.
+    tracer: Option<DbTracer>,
 }
 
 /// The three pool histograms fed by pool events.
-#[derive(Clone)]
 pub(crate) struct PoolTimes {
     pub(crate) create_time: Histogram<f64>,
     pub(crate) wait_time: Histogram<f64>,
@@ -122,12 +124,13 @@ impl Metrics {
     /// Metrics readable as Prometheus text only (no OTLP export), for
     /// `service_name` (the `service_name` label of `target_info`).
     pub fn new(service_name: &str) -> Result<Self, TelemetryError> {
-        Self::build(crate::setup::resource(service_name), None)
+        Self::build(crate::setup::resource(service_name), None, None)
     }
 
     pub(crate) fn build(
         resource: Resource,
         export: Option<(ReportingMetricExporter, Option<Duration>)>,
+        tracer: Option<DbTracer>,
     ) -> Result<Self, TelemetryError> {
         let registry = prometheus::Registry::new();
         let prometheus = opentelemetry_prometheus::exporter()
@@ -188,6 +191,7 @@ impl Metrics {
                 provider,
                 registry,
                 sources,
+                tracer,
             }),
         })
     }
@@ -230,13 +234,14 @@ impl Metrics {
     }
 
     /// A pool listener that feeds the wait, create and use time histograms
-    /// of the pool named `pool_name`. Give it to the pool when building it
-    /// (`PoolOptions::with_listener`).
+    /// of the pool named `pool_name` and, when the telemetry these metrics
+    /// belong to traces, makes `acquire` and `connect` spans. Give it to the
+    /// pool when building it (`PoolOptions::with_listener`).
     pub fn pool_listener(&self, pool_name: impl Into<String>) -> Arc<PoolObserver> {
         Arc::new(PoolObserver::new(
             pool_name.into(),
-            self.inner.pool_times.clone(),
-            None,
+            &self.inner.pool_times,
+            self.inner.tracer.clone(),
         ))
     }
 
@@ -283,8 +288,9 @@ impl Metrics {
         self.inner.operation_duration.clone()
     }
 
-    pub(crate) fn pool_times(&self) -> PoolTimes {
-        self.inner.pool_times.clone()
+    /// The database span maker, when tracing is on.
+    pub(crate) fn tracer(&self) -> Option<&DbTracer> {
+        self.inner.tracer.as_ref()
     }
 }
 

@@ -14,11 +14,12 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanExporter};
 use pgline_config::{Config, LogConfig, TelemetryConfig};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+use crate::traced::spans::{DbTracer, SamplerChoice, SharedProcessor};
 use crate::{Metrics, PoolObserver, TelemetryError};
 use export::{DiscardSpans, ExportHealth, ReportingMetricExporter, ReportingSpanExporter};
 pub use subscriber::LogFormat;
@@ -30,6 +31,14 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_ACQUIRE_SPAN_THRESHOLD: Duration = Duration::from_millis(1);
 /// How long shutdown waits for the last spans to be exported.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The batch processor every span goes through: those made through
+/// `tracing` (requests) and the database spans. The exporter gets the
+/// resource here, once (the shared processor ignores the provider's call).
+fn batch_processor(mut exporter: impl SpanExporter + 'static, resource: &Resource) -> SharedProcessor {
+    exporter.set_resource(resource);
+    SharedProcessor::new(BatchSpanProcessor::builder(exporter).build())
+}
 
 /// The OpenTelemetry resource of the service: `service.name` and
 /// `service.version`, plus what `OTEL_RESOURCE_ATTRIBUTES` adds.
@@ -58,7 +67,6 @@ pub struct Telemetry {
     tracer: Option<SdkTracer>,
     metrics: Metrics,
     endpoint: Option<String>,
-    acquire_span_threshold: Duration,
 }
 
 /// Builds a [`Telemetry`]; see [`Telemetry::builder`].
@@ -122,7 +130,7 @@ impl TelemetryBuilder {
     /// collector that is down shows up as one warn line at the first export.
     pub fn build(self) -> Result<Telemetry, TelemetryError> {
         let resource = resource(&self.service_name);
-        let tracer_provider;
+        let span_exporter;
         let mut metric_export = None;
         if let Some(endpoint) = &self.endpoint {
             tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
@@ -135,19 +143,14 @@ impl TelemetryBuilder {
                     source,
                 }
             };
-            tracer_provider = if self.export_traces {
+            span_exporter = if self.export_traces {
                 let spans = opentelemetry_otlp::SpanExporter::builder()
                     .with_tonic()
                     .with_endpoint(endpoint.clone())
                     .with_timeout(EXPORT_TIMEOUT)
                     .build()
                     .map_err(exporter_error("traces"))?;
-                Some(
-                    SdkTracerProvider::builder()
-                        .with_resource(resource.clone())
-                        .with_batch_exporter(ReportingSpanExporter::new(spans, health.clone()))
-                        .build(),
-                )
+                Some(ReportingSpanExporter::new(spans, health.clone()))
             } else {
                 None
             };
@@ -163,16 +166,24 @@ impl TelemetryBuilder {
                     self.metric_interval,
                 ));
             }
-        } else if self.discard {
-            tracer_provider = Some(
-                SdkTracerProvider::builder()
-                    .with_resource(resource.clone())
-                    .with_batch_exporter(DiscardSpans)
-                    .build(),
-            );
         } else {
-            tracer_provider = None;
+            span_exporter = None;
         }
+        let processor = match span_exporter {
+            Some(exporter) => Some(batch_processor(exporter, &resource)),
+            None if self.discard && self.endpoint.is_none() => {
+                Some(batch_processor(DiscardSpans, &resource))
+            }
+            None => None,
+        };
+        let sampler = SamplerChoice::from_env();
+        let tracer_provider = processor.as_ref().map(|processor| {
+            SdkTracerProvider::builder()
+                .with_resource(resource.clone())
+                .with_sampler(sampler.to_sdk())
+                .with_span_processor(processor.clone())
+                .build()
+        });
         let tracer = tracer_provider.as_ref().map(|p| {
             p.tracer_with_scope(
                 opentelemetry::InstrumentationScope::builder("pgline")
@@ -180,12 +191,13 @@ impl TelemetryBuilder {
                     .build(),
             )
         });
+        let db_tracer = processor
+            .map(|processor| DbTracer::new(processor, sampler, self.acquire_span_threshold));
         Ok(Telemetry {
-            metrics: Metrics::build(resource, metric_export)?,
+            metrics: Metrics::build(resource, metric_export, db_tracer)?,
             tracer_provider,
             tracer,
             endpoint: self.endpoint,
-            acquire_span_threshold: self.acquire_span_threshold,
         })
     }
 }
@@ -228,15 +240,11 @@ impl Telemetry {
     }
 
     /// A listener for the pool named `pool_name`: the wait, create and use
-    /// time histograms, and `acquire` spans for long waits when tracing is on.
+    /// time histograms, and `acquire` spans for long waits and `connect`
+    /// spans when tracing is on. The same as
+    /// [`Metrics::pool_listener`] on [`metrics`](Telemetry::metrics).
     pub fn pool_listener(&self, pool_name: impl Into<String>) -> Arc<PoolObserver> {
-        Arc::new(PoolObserver::new(
-            pool_name.into(),
-            self.metrics.pool_times(),
-            self.tracer
-                .clone()
-                .map(|tracer| (tracer, self.acquire_span_threshold)),
-        ))
+        self.metrics.pool_listener(pool_name)
     }
 
     /// The `tracing` subscriber: log lines in `format` to `writer`, filtered
@@ -372,6 +380,9 @@ where
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     if let Some(provider) = &telemetry.tracer_provider {
         opentelemetry::global::set_tracer_provider(provider.clone());
+    }
+    if let Some(tracer) = telemetry.metrics.tracer() {
+        crate::traced::spans::set_global(tracer.clone());
     }
     match telemetry.endpoint() {
         Some(endpoint) => tracing::info!(

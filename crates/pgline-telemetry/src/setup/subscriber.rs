@@ -11,7 +11,6 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::TelemetryError;
-use crate::traced::SPAN_TARGET;
 
 /// The format of log lines (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,14 +91,13 @@ pub(crate) fn log_filter(directives: &str) -> Result<EnvFilter, TelemetryError> 
         })
 }
 
-/// What reaches the exporter, whatever the log level: spans and events at
-/// info and above, pgline's database spans (debug, so that they cost nothing
-/// in the log), and nothing from the exporter's own stack (whose spans would
-/// otherwise be exported in a loop).
+/// What reaches the exporter through `tracing`, whatever the log level:
+/// spans and events at info and above (a request's span), and nothing from
+/// the exporter's own stack (whose spans would otherwise be exported in a
+/// loop). The database spans do not pass through `tracing`.
 pub(crate) fn export_filter() -> Targets {
     Targets::new()
         .with_default(LevelFilter::INFO)
-        .with_target(SPAN_TARGET, LevelFilter::DEBUG)
         .with_target("opentelemetry", LevelFilter::OFF)
         .with_target("h2", LevelFilter::OFF)
         .with_target("hyper", LevelFilter::OFF)

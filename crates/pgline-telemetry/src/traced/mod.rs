@@ -3,6 +3,7 @@
 
 mod op;
 mod session;
+pub(crate) mod spans;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,31 +12,30 @@ use pgline_core::{
     BoxFuture, CloseReport, Database, DbError, HealthReport, LayerChain, PoolStats, Row, Session,
     SessionLayer, ToSql, TransactionError,
 };
-use tracing::Instrument as _;
-
 use crate::Metrics;
 use op::{Outcome, Shared};
 pub use session::TracedSession;
-
-pub(crate) use op::SPAN_TARGET;
+use spans::InScope;
 
 /// A [`Database`] that traces what passes through it.
 ///
-/// Every `query`, `execute` and `batch_execute` gets a span (`DEBUG` level,
-/// target `pgline_telemetry::db`, kind `CLIENT`) that is a child of the
-/// caller's current span, named after OpenTelemetry's database conventions
+/// Every `query`, `execute` and `batch_execute` gets a span (kind `CLIENT`)
+/// that is a child of the caller's current `tracing` span (or of the
+/// transaction it runs in), named after OpenTelemetry's database conventions
 /// (`SELECT plant`) and carrying `db.system.name=postgresql`, `db.namespace`,
 /// `db.operation.name` (the statement's first keyword), `db.query.text`,
 /// `server.address`, and `server.port` when it is not 5432; on failure also
 /// `db.response.status_code` (the SQLSTATE) and `error.type` (the SQLSTATE,
 /// or the error's kind when the server sent none). A `transaction` gets one
-/// span around `BEGIN` … `COMMIT` with `db.operation.name=TRANSACTION`.
+/// span around `BEGIN` … `COMMIT` with `db.operation.name=TRANSACTION`. The
+/// pool's `acquire` span (from its [`PoolObserver`](crate::PoolObserver), for
+/// a long wait) is a child of the statement or transaction that waited.
 ///
-/// Statement spans are leaves and are never entered (entering a span on
-/// every poll is the most expensive part of tracing a statement), so an
-/// `acquire` span from the pool's [`PoolObserver`](crate::PoolObserver) sits
-/// beside the statement it waited for; a transaction's span is entered, so
-/// its acquire and its statements are its children.
+/// Spans exist when the [`Metrics`] given to [`with_metrics`](Traced::with_metrics)
+/// belong to a [`Telemetry`](crate::Telemetry) that traces. They are made
+/// directly on the OpenTelemetry SDK's batch processor, not through
+/// `tracing` (which costs several times more per statement), and sampled
+/// like the service's other spans (`OTEL_TRACES_SAMPLER`).
 ///
 /// `db.query.text` never holds parameter values: text that came with
 /// parameters is shown as written (`… WHERE barcode = $1`), text without
@@ -100,10 +100,13 @@ impl<D: Database> Traced<D> {
     }
 
     /// Records each operation's duration in `metrics`
-    /// (`db.client.operation.duration`).
+    /// (`db.client.operation.duration`) and, when the [`Telemetry`](crate::Telemetry)
+    /// these metrics belong to traces, gives each operation its span.
     #[must_use]
     pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
-        self.shared_mut().duration = Some(metrics.operation_duration());
+        let shared = self.shared_mut();
+        shared.set_duration(metrics.operation_duration());
+        shared.tracer = metrics.tracer().cloned();
         self
     }
 
@@ -134,11 +137,10 @@ impl<D: Database> Traced<D> {
         parameterized: bool,
         run: impl Future<Output = Result<T, DbError>>,
     ) -> Result<T, DbError> {
-        // Not entered: a statement has no child spans (an `acquire` span of a
-        // long wait becomes its sibling), and entering a span on every poll
-        // costs more than the rest of the statement's telemetry together.
-        let operation = self.shared.statement(sql, parameterized);
-        let result = run.await;
+        let operation = self.shared.statement(sql, parameterized, None);
+        // Polled as the current operation: an `acquire` span of a long wait
+        // becomes the statement's child.
+        let result = InScope::new(run, operation.parent()).await;
         operation.finish(match &result {
             Ok(_) => Outcome::Ok,
             Err(e) => Outcome::Db(e),
@@ -207,12 +209,14 @@ impl<D: Database> Database for Traced<D> {
         let operation = self.shared.transaction();
         // Every statement of the transaction gets its span (a child of the
         // transaction's) from a traced session around the backend's.
-        let own: Arc<dyn SessionLayer> = Arc::new(TraceLayer(Arc::clone(&self.shared)));
-        let result = self
-            .inner
-            .transaction_with(Some(LayerChain::stack(own, layer)), f)
-            .instrument(operation.span().clone())
-            .await;
+        let parent = operation.parent();
+        let own: Arc<dyn SessionLayer> = Arc::new(TraceLayer(Arc::clone(&self.shared), parent));
+        let result = InScope::new(
+            self.inner
+                .transaction_with(Some(LayerChain::stack(own, layer)), f),
+            parent,
+        )
+        .await;
         operation.finish(match &result {
             Ok(_) => Outcome::Ok,
             Err(e) => e.as_db_error().map_or(Outcome::Other, Outcome::Db),
@@ -237,11 +241,12 @@ impl<D: Database> Database for Traced<D> {
     }
 }
 
-/// Wraps a transaction's session in a [`TracedSession`].
-struct TraceLayer(Arc<Shared>);
+/// Wraps a transaction's session in a [`TracedSession`] whose statements
+/// are children of the transaction's span.
+struct TraceLayer(Arc<Shared>, Option<spans::Parent>);
 
 impl SessionLayer for TraceLayer {
     fn wrap<'s>(&self, session: Box<dyn Session + 's>) -> Box<dyn Session + 's> {
-        Box::new(TracedSession::new(session, Arc::clone(&self.0)))
+        Box::new(TracedSession::new(session, Arc::clone(&self.0), self.1))
     }
 }

@@ -5,24 +5,38 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::Histogram;
+use opentelemetry::metrics::{BoundHistogram, Histogram};
+use opentelemetry::trace::{SpanKind, Status};
 use pgline_core::DbError;
-use tracing::Span;
-use tracing::field::Empty;
 
+use super::spans::{self, DbTracer, Parent, Started};
 use crate::sql::{self, QueryText};
 
-/// Target of the database spans (`DEBUG` level: off in the log at the default
-/// level, always on for export).
-pub(crate) const SPAN_TARGET: &str = "pgline_telemetry::db";
 /// Target of the per-statement log lines (duration at debug, slow at warn).
 pub(crate) const LOG_TARGET: &str = "pgline_telemetry::query";
 
 /// How much of a statement's text a log line shows.
 const LOG_TEXT_LIMIT: usize = 300;
+
+/// Index of an operation: `0..KEYWORDS.len()` a statement's first keyword,
+/// then [`UNKNOWN`] and [`TRANSACTION_INDEX`].
+type OpIndex = usize;
+/// A statement whose first word is not one of [`sql::KEYWORDS`].
+const UNKNOWN: OpIndex = sql::KEYWORDS.len();
+/// A whole transaction.
+const TRANSACTION_INDEX: OpIndex = sql::KEYWORDS.len() + 1;
+
+/// `db.operation.name` of an operation (none for an unknown statement).
+fn operation_name(op: OpIndex) -> Option<&'static str> {
+    match op {
+        UNKNOWN => None,
+        TRANSACTION_INDEX => Some(TRANSACTION),
+        i => sql::KEYWORDS.get(i).copied(),
+    }
+}
 
 /// What every operation of one handle shares.
 #[derive(Clone)]
@@ -31,17 +45,31 @@ pub(crate) struct Shared {
     pub(crate) server_address: Arc<str>,
     pub(crate) server_port: u16,
     pub(crate) slow_query: Duration,
+    /// `db.client.operation.duration`, for failed operations (whose
+    /// `error.type` varies).
     pub(crate) duration: Option<Histogram<f64>>,
+    /// The same histogram bound to each operation's attributes without
+    /// `error.type`, indexed by [`OpIndex`]: a successful operation records
+    /// without looking its attributes up.
+    duration_ok: Option<Arc<[BoundHistogram<f64>]>>,
+    /// Spans, when tracing is on.
+    pub(crate) tracer: Option<DbTracer>,
     /// `db.system.name` and `db.namespace`, for the duration metric.
     base_attributes: [KeyValue; 2],
-    /// `{keyword} {namespace}` for each of [`sql::KEYWORDS`], made once so
-    /// that naming a span formats nothing.
-    span_names: Arc<[Box<str>]>,
+    /// The namespace and server address, made `'static` once so that a span
+    /// copies no string for them.
+    namespace_static: &'static str,
+    address_static: &'static str,
+    /// Span names after the conventions, indexed by [`OpIndex`].
+    span_names: Arc<[&'static str]>,
 }
 
 impl Shared {
     pub(crate) fn new(namespace: &str, server_address: &str, server_port: u16) -> Self {
         let namespace: Arc<str> = Arc::from(namespace);
+        let span_names = (0..=TRANSACTION_INDEX)
+            .map(|op| spans::intern(&SpanName(operation_name(op), &namespace).to_string()))
+            .collect();
         Self {
             base_attributes: [
                 KeyValue::new("db.system.name", "postgresql"),
@@ -50,16 +78,43 @@ impl Shared {
                     opentelemetry::StringValue::from(namespace.clone()),
                 ),
             ],
-            span_names: sql::KEYWORDS
-                .iter()
-                .map(|k| SpanName(Some(k), &namespace).to_string().into_boxed_str())
-                .collect(),
+            namespace_static: spans::intern(&namespace),
+            address_static: spans::intern(server_address),
+            span_names,
             namespace,
             server_address: Arc::from(server_address),
             server_port,
             slow_query: Duration::from_secs(1),
             duration: None,
+            duration_ok: None,
+            tracer: None,
         }
+    }
+
+    /// The handle's tracer, else the one [`init`](crate::init) installed.
+    fn tracer(&self) -> Option<&DbTracer> {
+        self.tracer.as_ref().or_else(|| spans::global())
+    }
+
+    /// Records operation durations in `histogram`.
+    pub(crate) fn set_duration(&mut self, histogram: Histogram<f64>) {
+        let bound = (0..=TRANSACTION_INDEX)
+            .map(|op| histogram.bind(&self.duration_attributes(op, None)))
+            .collect();
+        self.duration_ok = Some(bound);
+        self.duration = Some(histogram);
+    }
+
+    /// The duration metric's attributes of an operation.
+    fn duration_attributes(&self, op: OpIndex, error: Option<Cow<'static, str>>) -> Vec<KeyValue> {
+        let mut attributes = self.base_attributes.to_vec();
+        if let Some(name) = operation_name(op) {
+            attributes.push(KeyValue::new("db.operation.name", name));
+        }
+        if let Some(error) = error {
+            attributes.push(KeyValue::new("error.type", error));
+        }
+        attributes
     }
 
     /// `server.port`, which the conventions want only when it is not
@@ -68,60 +123,33 @@ impl Shared {
         (self.server_port != DEFAULT_PORT).then_some(self.server_port)
     }
 
-    /// Starts a statement: its span is a child of the caller's current span.
-    pub(crate) fn statement<'q>(&'q self, sql: &'q str, parameterized: bool) -> Operation<'q> {
-        let operation = sql::operation(sql);
-        let name = operation.map(|i| sql::KEYWORDS[i]);
-        // Field values are only evaluated when the span is enabled.
-        let span = tracing::debug_span!(
-            target: SPAN_TARGET,
-            "statement",
-            otel.name = operation.map_or(&*self.namespace, |i| &*self.span_names[i]),
-            otel.kind = "client",
-            otel.status_code = Empty,
-            otel.status_description = Empty,
-            db.system.name = "postgresql",
-            db.namespace = &*self.namespace,
-            db.operation.name = name,
-            db.query.text = &*QueryText::new(sql, parameterized).to_cow(),
-            server.address = &*self.server_address,
-            server.port = self.port_attribute(),
-            db.response.status_code = Empty,
-            error.type = Empty,
-        );
-        Operation {
-            shared: self,
-            kind: Kind::Statement { sql, parameterized },
-            name,
-            span,
-            started: Instant::now(),
-            finished: false,
-        }
+    /// Starts a statement: its span is a child of the operation being polled
+    /// on this thread (a transaction), else of the caller's current span —
+    /// or of `parent` when given.
+    pub(crate) fn statement<'q>(
+        &'q self,
+        sql: &'q str,
+        parameterized: bool,
+        parent: Option<Parent>,
+    ) -> Operation<'q> {
+        let op = sql::operation(sql).unwrap_or(UNKNOWN);
+        self.begin(Kind::Statement { sql, parameterized }, op, parent)
     }
 
     /// Starts a transaction: `BEGIN` to `COMMIT` or `ROLLBACK`, with the
     /// connection's acquire inside.
     pub(crate) fn transaction(&self) -> Operation<'_> {
-        let name = Some(TRANSACTION);
-        let span = tracing::debug_span!(
-            target: SPAN_TARGET,
-            "transaction",
-            otel.name = %SpanName(name, &self.namespace),
-            otel.kind = "client",
-            otel.status_code = Empty,
-            otel.status_description = Empty,
-            db.system.name = "postgresql",
-            db.namespace = &*self.namespace,
-            db.operation.name = TRANSACTION,
-            server.address = &*self.server_address,
-            server.port = self.port_attribute(),
-            db.response.status_code = Empty,
-            error.type = Empty,
-        );
+        self.begin(Kind::Transaction, TRANSACTION_INDEX, None)
+    }
+
+    fn begin<'q>(&'q self, kind: Kind<'q>, op: OpIndex, parent: Option<Parent>) -> Operation<'q> {
+        let span = self
+            .tracer()
+            .map(|tracer| tracer.start(parent.or_else(spans::current_parent)));
         Operation {
             shared: self,
-            kind: Kind::Transaction,
-            name,
+            kind,
+            op,
             span,
             started: Instant::now(),
             finished: false,
@@ -155,60 +183,64 @@ enum Kind<'q> {
 pub(crate) struct Operation<'q> {
     shared: &'q Shared,
     kind: Kind<'q>,
-    name: Option<&'static str>,
-    span: Span,
+    op: OpIndex,
+    span: Option<Started>,
     started: Instant,
     finished: bool,
 }
 
+/// How an operation failed, for its span.
+struct Failure<'a> {
+    error_type: &'a str,
+    status_code: Option<&'a str>,
+    error: Option<&'a DbError>,
+}
+
 impl Operation<'_> {
-    /// The operation's span (a transaction's is entered while it runs, so
-    /// that its statements and acquire are its children).
-    pub(crate) fn span(&self) -> &Span {
-        &self.span
+    /// The operation's span as a parent: what runs inside the operation (its
+    /// acquire, a transaction's statements) hangs under it.
+    pub(crate) fn parent(&self) -> Option<Parent> {
+        self.span.as_ref().map(|s| s.this)
     }
 
     /// Records the outcome on the span, the duration metric and the log.
     pub(crate) fn finish(mut self, outcome: Outcome<'_>) {
         self.finished = true;
-        let error_type = match outcome {
-            Outcome::Ok => None,
+        match outcome {
+            Outcome::Ok => self.report(None, None),
             Outcome::Db(error) => {
                 let code = error.code().map(|c| c.code());
-                if let Some(code) = code {
-                    self.span.record("db.response.status_code", code);
-                }
                 let error_type = code.map_or_else(
                     || Cow::Borrowed(kind_word(error)),
                     |c| Cow::Owned(c.to_owned()),
                 );
-                self.record_error(&error_type, Some(error));
-                Some(error_type)
+                let failure = Failure {
+                    error_type: &error_type,
+                    status_code: code,
+                    error: Some(error),
+                };
+                self.report(Some(failure), Some(error_type.clone()));
             }
             Outcome::Other => {
-                self.record_error(OTHER, None);
-                Some(Cow::Borrowed(OTHER))
+                let failure = Failure {
+                    error_type: OTHER,
+                    status_code: None,
+                    error: None,
+                };
+                self.report(Some(failure), Some(Cow::Borrowed(OTHER)));
             }
-        };
-        self.report(error_type);
-    }
-
-    fn record_error(&self, error_type: &str, error: Option<&DbError>) {
-        self.span.record("error.type", error_type);
-        self.span.record("otel.status_code", "error");
-        if let Some(error) = error {
-            // `DbError`'s text never quotes parameter or row values.
-            self.span
-                .record("otel.status_description", tracing::field::display(error));
         }
     }
 
-    fn report(&self, error_type: Option<Cow<'static, str>>) {
+    fn report(&self, failure: Option<Failure<'_>>, error_type: Option<Cow<'static, str>>) {
         let elapsed = self.started.elapsed();
-        if let Some(histogram) = &self.shared.duration {
-            self.record_duration(histogram, elapsed, error_type.clone());
+        if let (Some(tracer), Some(span)) = (self.shared.tracer(), &self.span) {
+            self.end_span(tracer, span, elapsed, failure.as_ref());
         }
-        let operation = self.name;
+        if self.shared.duration.is_some() {
+            self.record_duration(elapsed, error_type.clone());
+        }
+        let operation = operation_name(self.op);
         let error_type = error_type.as_deref();
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         let (sql, parameterized) = match self.kind {
@@ -220,53 +252,99 @@ impl Operation<'_> {
             Kind::Statement { .. } => "statement",
             Kind::Transaction => "transaction",
         };
+        // The trace the operation belongs to, to find it from the log line.
+        let trace_id = self
+            .span
+            .as_ref()
+            .filter(|s| s.this.sampled)
+            .map(|s| tracing::field::display(s.this.trace_id));
         if elapsed >= self.shared.slow_query {
-            self.span.in_scope(|| {
-                tracing::warn!(
-                    target: LOG_TARGET,
-                    duration_ms,
-                    db.operation.name = operation,
-                    db.namespace = &*self.shared.namespace,
-                    threshold_ms = self.shared.slow_query.as_secs_f64() * 1000.0,
-                    error.type = error_type,
-                    db.query.text = %text,
-                    "slow {what}"
-                );
-            });
+            tracing::warn!(
+                target: LOG_TARGET,
+                duration_ms,
+                db.operation.name = operation,
+                db.namespace = &*self.shared.namespace,
+                threshold_ms = self.shared.slow_query.as_secs_f64() * 1000.0,
+                error.type = error_type,
+                db.query.text = %text,
+                trace_id,
+                "slow {what}"
+            );
         } else if tracing::enabled!(target: LOG_TARGET, tracing::Level::DEBUG) {
-            self.span.in_scope(|| {
-                tracing::debug!(
-                    target: LOG_TARGET,
-                    duration_ms,
-                    db.operation.name = operation,
-                    db.namespace = &*self.shared.namespace,
-                    error.type = error_type,
-                    db.query.text = %text,
-                    "{what} finished"
-                );
-            });
+            tracing::debug!(
+                target: LOG_TARGET,
+                duration_ms,
+                db.operation.name = operation,
+                db.namespace = &*self.shared.namespace,
+                error.type = error_type,
+                db.query.text = %text,
+                trace_id,
+                "{what} finished"
+            );
         }
     }
 
-    fn record_duration(
+    fn end_span(
         &self,
-        histogram: &Histogram<f64>,
+        tracer: &DbTracer,
+        span: &Started,
         elapsed: Duration,
-        error_type: Option<Cow<'static, str>>,
+        failure: Option<&Failure<'_>>,
     ) {
+        let shared = self.shared;
+        let end = span.start_time() + elapsed;
+        let attributes = || {
+            let mut a = Vec::with_capacity(9);
+            a.push(KeyValue::new("db.system.name", "postgresql"));
+            a.push(KeyValue::new("db.namespace", shared.namespace_static));
+            if let Some(name) = operation_name(self.op) {
+                a.push(KeyValue::new("db.operation.name", name));
+            }
+            if let Kind::Statement { sql, parameterized } = self.kind {
+                // Parameter values are never part of the text; literals of
+                // text without parameters are replaced by `?`.
+                let text = QueryText::new(sql, parameterized).to_cow().into_owned();
+                a.push(KeyValue::new("db.query.text", text));
+            }
+            a.push(KeyValue::new("server.address", shared.address_static));
+            if let Some(port) = shared.port_attribute() {
+                a.push(KeyValue::new("server.port", i64::from(port)));
+            }
+            if let Some(failure) = failure {
+                if let Some(code) = failure.status_code {
+                    a.push(KeyValue::new("db.response.status_code", code.to_owned()));
+                }
+                a.push(KeyValue::new("error.type", failure.error_type.to_owned()));
+            }
+            a
+        };
+        let status = || match failure {
+            None => Status::Unset,
+            // `DbError`'s text never quotes parameter or row values.
+            Some(Failure {
+                error: Some(error), ..
+            }) => Status::error(error.to_string()),
+            Some(failure) => Status::error(failure.error_type.to_owned()),
+        };
+        tracer.end(
+            span,
+            SystemTime::max(end, span.start_time()),
+            shared.span_names[self.op],
+            SpanKind::Client,
+            attributes,
+            status,
+        );
+    }
+
+    fn record_duration(&self, elapsed: Duration, error_type: Option<Cow<'static, str>>) {
         let seconds = elapsed.as_secs_f64();
-        let [system, namespace] = &self.shared.base_attributes;
-        let operation = self.name.map(|n| KeyValue::new("db.operation.name", n));
-        let error = error_type.map(|e| KeyValue::new("error.type", e));
-        match (operation, error) {
-            (Some(op), Some(err)) => {
-                histogram.record(seconds, &[system.clone(), namespace.clone(), op, err]);
+        match (error_type, &self.shared.duration_ok) {
+            (None, Some(bound)) => bound[self.op].record(seconds),
+            (error, _) => {
+                if let Some(histogram) = &self.shared.duration {
+                    histogram.record(seconds, &self.shared.duration_attributes(self.op, error));
+                }
             }
-            (Some(op), None) => histogram.record(seconds, &[system.clone(), namespace.clone(), op]),
-            (None, Some(err)) => {
-                histogram.record(seconds, &[system.clone(), namespace.clone(), err])
-            }
-            (None, None) => histogram.record(seconds, &self.shared.base_attributes),
         }
     }
 }
@@ -274,12 +352,15 @@ impl Operation<'_> {
 impl Drop for Operation<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.record_error(CANCELLED, None);
-            self.report(Some(Cow::Borrowed(CANCELLED)));
+            let failure = Failure {
+                error_type: CANCELLED,
+                status_code: None,
+                error: None,
+            };
+            self.report(Some(failure), Some(Cow::Borrowed(CANCELLED)));
         }
     }
 }
-
 /// `error.type` of an operation whose future was dropped before it finished.
 const CANCELLED: &str = "cancelled";
 /// `error.type` of a transaction closure's own (non-database) error.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use pgline_core::{BoxFuture, DbError, Params, Row, Session};
 
 use super::op::{Outcome, Shared};
+use super::spans::{InScope, Parent};
 
 /// A [`Session`] that gives each statement a span, a duration and a log line,
 /// exactly as [`Traced`](super::Traced) does outside transactions. `Traced`
@@ -14,11 +15,21 @@ use super::op::{Outcome, Shared};
 pub struct TracedSession<'s> {
     inner: Box<dyn Session + 's>,
     shared: Arc<Shared>,
+    /// The transaction's span.
+    parent: Option<Parent>,
 }
 
 impl<'s> TracedSession<'s> {
-    pub(crate) fn new(inner: Box<dyn Session + 's>, shared: Arc<Shared>) -> Self {
-        Self { inner, shared }
+    pub(crate) fn new(
+        inner: Box<dyn Session + 's>,
+        shared: Arc<Shared>,
+        parent: Option<Parent>,
+    ) -> Self {
+        Self {
+            inner,
+            shared,
+            parent,
+        }
     }
 }
 
@@ -32,13 +43,13 @@ impl std::fmt::Debug for TracedSession<'_> {
 
 async fn traced<T>(
     shared: &Shared,
+    parent: Option<Parent>,
     sql: &str,
     parameterized: bool,
     run: BoxFuture<'_, Result<T, DbError>>,
 ) -> Result<T, DbError> {
-    // Not entered, like statements outside a transaction.
-    let operation = shared.statement(sql, parameterized);
-    let result = run.await;
+    let operation = shared.statement(sql, parameterized, parent);
+    let result = InScope::new(run, operation.parent()).await;
     operation.finish(match &result {
         Ok(_) => Outcome::Ok,
         Err(e) => Outcome::Db(e),
@@ -53,7 +64,7 @@ impl Session for TracedSession<'_> {
         params: Params<'a>,
     ) -> BoxFuture<'a, Result<Vec<Row>, DbError>> {
         let run = self.inner.query(sql, params);
-        Box::pin(traced(&self.shared, sql, !params.is_empty(), run))
+        Box::pin(traced(&self.shared, self.parent, sql, !params.is_empty(), run))
     }
 
     fn execute<'a>(
@@ -62,11 +73,11 @@ impl Session for TracedSession<'_> {
         params: Params<'a>,
     ) -> BoxFuture<'a, Result<u64, DbError>> {
         let run = self.inner.execute(sql, params);
-        Box::pin(traced(&self.shared, sql, !params.is_empty(), run))
+        Box::pin(traced(&self.shared, self.parent, sql, !params.is_empty(), run))
     }
 
     fn batch_execute<'a>(&'a mut self, sql: &'a str) -> BoxFuture<'a, Result<(), DbError>> {
         let run = self.inner.batch_execute(sql);
-        Box::pin(traced(&self.shared, sql, false, run))
+        Box::pin(traced(&self.shared, self.parent, sql, false, run))
     }
 }

@@ -1,0 +1,493 @@
+//! Database spans made straight on the OpenTelemetry SDK's span processor.
+//!
+//! A statement is the hottest path of the service, and building its span
+//! through `tracing` and `tracing-opentelemetry` cost about 3 µs (a `tracing`
+//! span in the registry, a `String` per attribute, an SDK span, then its
+//! `SpanData`). [`DbTracer`] skips all of that: it takes two ids and a clock
+//! reading when an operation starts and, when it ends, builds the
+//! [`SpanData`] the exporter takes — constant attributes are `&'static str`
+//! made once per handle, so a span costs one attribute vector and one copy of
+//! the statement's text — and hands it to the same batch processor that
+//! exports the service's other spans (HTTP requests, made through `tracing`).
+//!
+//! Parents follow the caller: the database operation being polled on this
+//! thread (a transaction for its statements and acquires, a statement for its
+//! acquire), else the current `tracing` span (a station's request), else none
+//! (a root span, sampled by the root sampler).
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags,
+    TraceId, TraceState,
+};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, IdGenerator as _, RandomIdGenerator, Sampler, SamplingDecision,
+    ShouldSample as _, Span,
+    SpanData, SpanEvents, SpanLinks, SpanProcessor,
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// The span a new database span hangs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Parent {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) sampled: bool,
+    pub(crate) remote: bool,
+}
+
+thread_local! {
+    /// The database operation being polled on this thread, if any.
+    static CURRENT: Cell<Option<Parent>> = const { Cell::new(None) };
+}
+
+/// The database operation being polled on this thread, else the current
+/// `tracing` span's OpenTelemetry context (a request's span).
+pub(crate) fn current_parent() -> Option<Parent> {
+    if let Some(parent) = CURRENT.with(Cell::get) {
+        return Some(parent);
+    }
+    let span = tracing::Span::current();
+    if span.is_none() {
+        return None;
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then(|| Parent {
+        trace_id: span_context.trace_id(),
+        span_id: span_context.span_id(),
+        sampled: span_context.is_sampled(),
+        remote: span_context.is_remote(),
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled as the current database operation of its thread, so
+    /// that spans started inside it (an `acquire`, a transaction's
+    /// statements) become its children.
+    pub(crate) struct InScope<F> {
+        #[pin]
+        inner: F,
+        parent: Option<Parent>,
+    }
+}
+
+impl<F> InScope<F> {
+    pub(crate) fn new(inner: F, parent: Option<Parent>) -> Self {
+        Self { inner, parent }
+    }
+}
+
+impl<F: Future> Future for InScope<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Some(parent) = *this.parent else {
+            return this.inner.poll(cx);
+        };
+        // Restored even when the inner future panics.
+        struct Restore(Option<Parent>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                CURRENT.with(|c| c.set(self.0));
+            }
+        }
+        let _restore = Restore(CURRENT.with(|c| c.replace(Some(parent))));
+        this.inner.poll(cx)
+    }
+}
+
+/// Which spans are kept (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SamplerChoice {
+    /// Children follow their parent's decision.
+    parent_based: bool,
+    /// The rule for spans without a parent (and for every span when not
+    /// parent-based).
+    root: Rule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rule {
+    AlwaysOn,
+    AlwaysOff,
+    Ratio(f64),
+}
+
+impl Default for SamplerChoice {
+    fn default() -> Self {
+        Self {
+            parent_based: true,
+            root: Rule::AlwaysOn,
+        }
+    }
+}
+
+impl SamplerChoice {
+    /// The standard variables, as the SDK reads them: unknown names and bad
+    /// ratios fall back to the default (`parentbased_always_on`) with a
+    /// warning.
+    pub(crate) fn from_env() -> Self {
+        let name = std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default();
+        let arg = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok();
+        Self::parse(name.trim(), arg.as_deref())
+    }
+
+    fn parse(name: &str, arg: Option<&str>) -> Self {
+        let ratio = || {
+            let r = arg.and_then(|a| a.trim().parse::<f64>().ok());
+            match r {
+                Some(r) if (0.0..=1.0).contains(&r) => Rule::Ratio(r),
+                _ => {
+                    tracing::warn!(
+                        target: crate::setup::export::EXPORT_TARGET,
+                        sampler = name,
+                        arg,
+                        "OTEL_TRACES_SAMPLER_ARG must be a ratio between 0 and 1; sampling every trace"
+                    );
+                    Rule::AlwaysOn
+                }
+            }
+        };
+        let (parent_based, root) = match name {
+            "" | "parentbased_always_on" => (true, Rule::AlwaysOn),
+            "parentbased_always_off" => (true, Rule::AlwaysOff),
+            "parentbased_traceidratio" => (true, ratio()),
+            "always_on" => (false, Rule::AlwaysOn),
+            "always_off" => (false, Rule::AlwaysOff),
+            "traceidratio" => (false, ratio()),
+            other => {
+                tracing::warn!(
+                    target: crate::setup::export::EXPORT_TARGET,
+                    sampler = other,
+                    "unknown OTEL_TRACES_SAMPLER (expected always_on, always_off, traceidratio, \
+                     parentbased_always_on, parentbased_always_off or parentbased_traceidratio); \
+                     using parentbased_always_on"
+                );
+                (true, Rule::AlwaysOn)
+            }
+        };
+        Self { parent_based, root }
+    }
+
+    /// The same choice as an SDK sampler, for the spans made through
+    /// `tracing`.
+    pub(crate) fn to_sdk(self) -> Sampler {
+        let root = match self.root {
+            Rule::AlwaysOn => Sampler::AlwaysOn,
+            Rule::AlwaysOff => Sampler::AlwaysOff,
+            Rule::Ratio(r) => Sampler::TraceIdRatioBased(r),
+        };
+        if self.parent_based {
+            Sampler::ParentBased(Box::new(root))
+        } else {
+            root
+        }
+    }
+
+    fn sampled(self, parent: Option<Parent>, trace_id: TraceId) -> bool {
+        if self.parent_based
+            && let Some(parent) = parent
+        {
+            return parent.sampled;
+        }
+        match self.root {
+            Rule::AlwaysOn => true,
+            Rule::AlwaysOff => false,
+            Rule::Ratio(r) => {
+                Sampler::TraceIdRatioBased(r)
+                    .should_sample(None, trace_id, "", &SpanKind::Client, &[], &[])
+                    .decision
+                    == SamplingDecision::RecordAndSample
+            }
+        }
+    }
+}
+
+/// The batch processor, shared by the tracer provider (spans made through
+/// `tracing`) and the [`DbTracer`].
+#[derive(Debug, Clone)]
+pub(crate) struct SharedProcessor(Arc<BatchSpanProcessor>);
+
+impl SharedProcessor {
+    pub(crate) fn new(processor: BatchSpanProcessor) -> Self {
+        Self(Arc::new(processor))
+    }
+}
+
+impl SpanProcessor for SharedProcessor {
+    fn on_start(&self, span: &mut Span, cx: &opentelemetry::Context) {
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, _resource: &Resource) {
+        // The exporter was given the resource before the processor was made.
+    }
+}
+
+/// Makes the database spans (statements, transactions, acquires, connects).
+/// Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct DbTracer {
+    inner: Arc<TracerInner>,
+}
+
+struct TracerInner {
+    processor: SharedProcessor,
+    sampler: SamplerChoice,
+    ids: RandomIdGenerator,
+    scope: InstrumentationScope,
+    /// Acquires that waited less get no span.
+    acquire_threshold: Duration,
+}
+
+impl std::fmt::Debug for DbTracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbTracer")
+            .field("sampler", &self.inner.sampler)
+            .field("acquire_threshold", &self.inner.acquire_threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database span that has started; [`DbTracer::end`] sends it.
+#[derive(Debug)]
+pub(crate) struct Started {
+    /// This span, as the parent of what starts inside it.
+    pub(crate) this: Parent,
+    parent_span_id: SpanId,
+    parent_remote: bool,
+    start: SystemTime,
+}
+
+impl Started {
+    pub(crate) fn start_time(&self) -> SystemTime {
+        self.start
+    }
+}
+
+impl DbTracer {
+    pub(crate) fn new(
+        processor: SharedProcessor,
+        sampler: SamplerChoice,
+        acquire_threshold: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(TracerInner {
+                processor,
+                sampler,
+                ids: RandomIdGenerator::default(),
+                scope: InstrumentationScope::builder("pgline")
+                    .with_version(env!("CARGO_PKG_VERSION"))
+                    .build(),
+                acquire_threshold,
+            }),
+        }
+    }
+
+    /// Acquires shorter than this get no span.
+    pub(crate) fn acquire_threshold(&self) -> Duration {
+        self.inner.acquire_threshold
+    }
+
+    /// Starts a span under `parent` (see [`current_parent`]) at `start`.
+    pub(crate) fn start_at(&self, parent: Option<Parent>, start: SystemTime) -> Started {
+        let trace_id = parent.map_or_else(|| self.inner.ids.new_trace_id(), |p| p.trace_id);
+        let sampled = self.inner.sampler.sampled(parent, trace_id);
+        Started {
+            this: Parent {
+                trace_id,
+                span_id: self.inner.ids.new_span_id(),
+                sampled,
+                remote: false,
+            },
+            parent_span_id: parent.map_or(SpanId::INVALID, |p| p.span_id),
+            parent_remote: parent.is_some_and(|p| p.remote),
+            start,
+        }
+    }
+
+    /// Starts a span under `parent`, now.
+    pub(crate) fn start(&self, parent: Option<Parent>) -> Started {
+        self.start_at(parent, SystemTime::now())
+    }
+
+    /// Sends a finished span to the processor (nothing when it was not
+    /// sampled). `attributes` is only called for a sampled span.
+    pub(crate) fn end(
+        &self,
+        started: &Started,
+        end: SystemTime,
+        name: &'static str,
+        kind: SpanKind,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+        status: impl FnOnce() -> Status,
+    ) {
+        if !started.this.sampled {
+            return;
+        }
+        let span = SpanData {
+            span_context: SpanContext::new(
+                started.this.trace_id,
+                started.this.span_id,
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: started.parent_span_id,
+            parent_span_is_remote: started.parent_remote,
+            span_kind: kind,
+            name: Cow::Borrowed(name),
+            start_time: started.start,
+            end_time: end.max(started.start),
+            attributes: attributes(),
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: status(),
+            instrumentation_scope: self.inner.scope.clone(),
+        };
+        self.inner.processor.on_end(span);
+    }
+}
+
+/// The tracer of the telemetry [`init`](crate::init) installed, for handles
+/// not given one of their own.
+static GLOBAL: OnceLock<DbTracer> = OnceLock::new();
+
+/// Makes `tracer` the one handles without their own use (once per process;
+/// later calls change nothing).
+pub(crate) fn set_global(tracer: DbTracer) {
+    let _ = GLOBAL.set(tracer);
+}
+
+/// The tracer [`set_global`] installed.
+pub(crate) fn global() -> Option<&'static DbTracer> {
+    GLOBAL.get()
+}
+
+/// `s` as a `&'static str`, made once per distinct text: span names and the
+/// constant attributes of a handle (database, server), so that a span copies
+/// no string for them. The set only grows with new handle descriptions.
+pub(crate) fn intern(s: &str) -> &'static str {
+    static SET: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = SET
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = set.get(s) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_names_follow_the_sdk() {
+        let p = SamplerChoice::parse;
+        assert_eq!(p("", None), SamplerChoice::default());
+        assert_eq!(
+            p("always_off", None),
+            SamplerChoice {
+                parent_based: false,
+                root: Rule::AlwaysOff
+            }
+        );
+        assert_eq!(
+            p("parentbased_traceidratio", Some("0.25")),
+            SamplerChoice {
+                parent_based: true,
+                root: Rule::Ratio(0.25)
+            }
+        );
+        // A bad ratio keeps every trace rather than none.
+        assert_eq!(p("traceidratio", Some("2")).root, Rule::AlwaysOn);
+        assert_eq!(p("xray", None), SamplerChoice::default());
+    }
+
+    #[test]
+    fn children_follow_their_parent_when_parent_based() {
+        let choice = SamplerChoice::parse("parentbased_always_off", None);
+        let id = TraceId::from(7u128);
+        let parent = |sampled| Parent {
+            trace_id: id,
+            span_id: SpanId::from(1u64),
+            sampled,
+            remote: false,
+        };
+        assert!(!choice.sampled(None, id), "roots follow the root rule");
+        assert!(choice.sampled(Some(parent(true)), id));
+        assert!(!choice.sampled(Some(parent(false)), id));
+        let always = SamplerChoice::parse("always_on", None);
+        assert!(always.sampled(Some(parent(false)), id));
+    }
+
+    #[test]
+    fn a_ratio_of_zero_keeps_nothing_and_one_keeps_everything() {
+        let none = SamplerChoice::parse("traceidratio", Some("0"));
+        let all = SamplerChoice::parse("traceidratio", Some("1"));
+        for i in 1..200u128 {
+            let id = TraceId::from(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+            assert!(!none.sampled(None, id));
+            assert!(all.sampled(None, id));
+        }
+    }
+
+    #[test]
+    fn the_current_operation_is_set_while_polled_and_restored_after() {
+        let parent = Parent {
+            trace_id: TraceId::from(3u128),
+            span_id: SpanId::from(4u64),
+            sampled: true,
+            remote: false,
+        };
+        let seen = futures_lite_block_on(InScope::new(
+            async { CURRENT.with(Cell::get) },
+            Some(parent),
+        ));
+        assert_eq!(seen, Some(parent));
+        assert_eq!(CURRENT.with(Cell::get), None);
+    }
+
+    fn futures_lite_block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map(|rt| rt.block_on(f))
+            .unwrap_or_else(|e| panic!("runtime: {e}"))
+    }
+
+    #[test]
+    fn interned_strings_are_shared() {
+        let a = intern(&String::from("SELECT plant"));
+        let b = intern("SELECT plant");
+        assert!(std::ptr::eq(a, b));
+    }
+}
