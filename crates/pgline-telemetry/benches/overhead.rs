@@ -1,32 +1,32 @@
 //! What telemetry costs on the hot path: `checkout_select1` (borrow a
 //! connection, `SELECT 1`, return it) through a bare `PgPool` and through
-//! `Traced<PgPool>` with metrics, with and without span processing.
+//! `Traced<PgPool>` with metrics, with and without span export.
 //!
-//! `cargo bench -p pgline-telemetry --bench overhead [-- SECONDS ROUNDS [VARIANT]]`
+//! `cargo bench -p pgline-telemetry --bench overhead [-- SECONDS ROUNDS [noio]]`
 //!
 //! - `bare`, `metrics`, `tracing`: 8 tasks on a pool of 8 against the
-//!   testkit's PostgreSQL. `metrics` is `Traced` with metrics, the pool
-//!   listener and the log subscriber, no exporter (a service without a
-//!   collector); `tracing` adds span processing by the OpenTelemetry SDK, with
-//!   the spans dropped at the exporter (a service exporting every span).
-//! - `noio-*`: the same layers around a database that answers at once,
-//!   which isolates telemetry's own cost per operation.
+//!   testkit's PostgreSQL. `metrics` is `Traced` with metrics and the pool
+//!   listener, no span export (a service without a collector); `tracing`
+//!   also makes a span for every statement, processed by the SDK's batch
+//!   processor and dropped at the exporter (a service exporting every span).
+//!   The three run in one process, each with a pool of its own, one after
+//!   another in slices of SECONDS, ROUNDS times, the order rotating each
+//!   round: the machine's load drifts over seconds, so comparing neighbouring
+//!   slices is far steadier than comparing separate runs. The process has the
+//!   service's log subscriber installed throughout, as a service does.
+//! - `noio-*`: the same layers around a database that answers at once, each
+//!   in a process of its own, which isolates telemetry's own cost per
+//!   operation.
 //!
-//! Each measurement runs in a fresh process with the variant's subscriber
-//! installed globally, as in the service (several subscribers in one process
-//! make `tracing` consult all of them and distort the figures). Variants
-//! alternate round after round so that the load of a shared machine spreads
-//! over all of them; the report gives each variant's median throughput and
-//! client CPU time per operation (all threads of the process, the SDK's
-//! included; PostgreSQL's not), relative to the bare pool. For instruction
-//! counts under callgrind, run a child directly with `SEQ_OPS=n` (or
-//! `NOIO_OPS=n`), `PGLINE_BENCH_VARIANT`, `PGLINE_BENCH_PORT` and
-//! `PGLINE_BENCH_DB`. The official row lives in `cargo xtask bench`.
+//! The report gives, per variant, the median throughput and client CPU time
+//! per operation (all threads of the process, the SDK's export thread
+//! included; PostgreSQL's not), and the median over rounds of each variant's
+//! ratio to the bare slice of the same round. For instruction counts under
+//! callgrind, run a child directly with `SEQ_OPS=n` (or `NOIO_OPS=n`),
+//! `PGLINE_BENCH_VARIANT`, `PGLINE_BENCH_PORT` and `PGLINE_BENCH_DB`. The
+//! official rows live in `cargo xtask bench`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -39,14 +39,13 @@ use pgline_telemetry::{LogFormat, Telemetry, Traced};
 
 const CONCURRENCY: usize = 8;
 const POOL_SIZE: u32 = 8;
-const VARIANTS: [&str; 6] = [
-    "bare",
-    "metrics",
-    "tracing",
-    "noio-bare",
-    "noio-metrics",
-    "noio-tracing",
-];
+/// The variants against PostgreSQL, measured side by side in one process.
+const REAL: [&str; 3] = ["bare", "metrics", "tracing"];
+/// The variants without I/O, each in a process of its own.
+const NOIO: [&str; 3] = ["noio-bare", "noio-metrics", "noio-tracing"];
+/// Not measured: the start of each slice, while tasks and connections warm up.
+const WARM_UP: Duration = Duration::from_millis(100);
+
 /// Operations per `noio-*` measurement (`NOIO_OPS` overrides).
 fn noio_ops() -> u64 {
     std::env::var("NOIO_OPS")
@@ -55,207 +54,279 @@ fn noio_ops() -> u64 {
         .unwrap_or(300_000)
 }
 
+/// One measured slice.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    ops_per_sec: f64,
+    cpu_us_per_op: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
     if let Ok(variant) = std::env::var("PGLINE_BENCH_VARIANT") {
-        let seconds: f64 = args[0].parse().unwrap();
-        child(&variant, Duration::from_secs_f64(seconds));
+        child(&variant, &args);
         return;
     }
-    let seconds: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(2.0);
-    let rounds: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
-    // An optional third argument runs one variant only (for profiling).
-    let only = args.get(2).cloned();
+    let seconds: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    let rounds: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    // `noio` as a third argument runs the no-I/O variants only.
+    let noio_only = args.get(2).is_some_and(|a| a == "noio");
 
-    let server = pgline_testkit::PgServer::shared();
-    let db = server.fresh_database_blocking().unwrap();
-    println!(
-        "checkout_select1: pool {POOL_SIZE}, concurrency {CONCURRENCY}, {rounds} rounds of {seconds} s per variant"
-    );
-    let mut results: Vec<Vec<(f64, f64, f64, f64)>> = vec![Vec::new(); VARIANTS.len()];
-    for round in 0..rounds {
-        for k in 0..VARIANTS.len() {
-            // Rotate the order so that no variant always runs first.
-            let i = (k + round) % VARIANTS.len();
-            if only.as_deref().is_some_and(|o| o != VARIANTS[i]) {
+    if !noio_only {
+        let server = pgline_testkit::PgServer::shared();
+        let db = server.fresh_database_blocking().unwrap();
+        println!(
+            "checkout_select1: pool {POOL_SIZE}, concurrency {CONCURRENCY}, {rounds} rounds of one {seconds} s slice per variant"
+        );
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([seconds.to_string(), rounds.to_string()])
+            .env("PGLINE_BENCH_VARIANT", "interleaved")
+            .env("PGLINE_BENCH_PORT", server.port().to_string())
+            .env("PGLINE_BENCH_DB", &db)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "interleaved: {stdout}{stderr}");
+        // Lines `round variant ops cpu p50 p99`.
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); REAL.len()];
+        for line in stdout.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let Some(i) = f.get(1).and_then(|v| REAL.iter().position(|r| r == v)) else {
                 continue;
-            }
+            };
+            let n = |k: usize| f[k].parse::<f64>().unwrap();
+            samples[i].push(Sample {
+                ops_per_sec: n(2),
+                cpu_us_per_op: n(3),
+                p50_us: n(4),
+                p99_us: n(5),
+            });
+        }
+        report(&samples);
+    }
+
+    let mut noio: Vec<Vec<f64>> = vec![Vec::new(); NOIO.len()];
+    for round in 0..3 {
+        for k in 0..NOIO.len() {
+            let i = (k + round) % NOIO.len();
             let output = Command::new(std::env::current_exe().unwrap())
-                .arg(seconds.to_string())
-                .env("PGLINE_BENCH_VARIANT", VARIANTS[i])
-                .env("PGLINE_BENCH_PORT", server.port().to_string())
-                .env("PGLINE_BENCH_DB", &db)
+                .env("PGLINE_BENCH_VARIANT", NOIO[i])
                 .output()
                 .unwrap();
             let stdout = String::from_utf8_lossy(&output.stdout);
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(output.status.success(), "{}: {stdout}{stderr}", VARIANTS[i]);
-            let mut figures = stdout.split_whitespace().map(|f| f.parse::<f64>().unwrap());
-            let mut next = || figures.next().unwrap();
-            results[i].push((next(), next(), next(), next()));
+            assert!(output.status.success(), "{}: {stdout}", NOIO[i]);
+            let cpu = stdout.split_whitespace().nth(1).unwrap();
+            noio[i].push(cpu.parse::<f64>().unwrap());
         }
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
-    let ops: Vec<f64> = results
-        .iter()
-        .map(|r| median(r.iter().map(|s| s.0).collect()))
-        .collect();
-    let cpu: Vec<f64> = results
-        .iter()
-        .map(|r| median(r.iter().map(|s| s.1).collect()))
-        .collect();
-    let p50: Vec<f64> = results
-        .iter()
-        .map(|r| median(r.iter().map(|s| s.2).collect()))
-        .collect();
-    let p99: Vec<f64> = results
-        .iter()
-        .map(|r| median(r.iter().map(|s| s.3).collect()))
-        .collect();
-    let mut json = Vec::new();
-    for (i, variant) in VARIANTS.iter().enumerate() {
-        if results[i].is_empty() {
-            continue;
-        }
-        if !variant.starts_with("noio") {
-            // The `cargo xtask bench` row (DESIGN's format, plus the telemetry
-            // variant and the client CPU per operation).
-            json.push(format!(
-                "{{\"scenario\":\"checkout_select1_telemetry\",\"pool\":\"pgline\",\"telemetry\":\"{variant}\",\"pool_size\":{POOL_SIZE},\"concurrency\":{CONCURRENCY},\"ops_per_sec\":{:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\"cpu_us_per_op\":{:.2},\"cpu_overhead_pct\":{:.1}}}",
-                ops[i],
-                p50[i],
-                p99[i],
-                cpu[i],
-                (cpu[i] / cpu[0] - 1.0) * 100.0,
-            ));
-        }
-        if variant.starts_with("noio") {
-            let base = cpu[3] * 1000.0;
-            println!(
-                "{variant:<13} {:>7.0} ns/op of client CPU, {:>+6.0} ns/op over noio-bare   runs {:?}",
-                cpu[i] * 1000.0,
-                cpu[i] * 1000.0 - base,
-                results[i]
-                    .iter()
-                    .map(|s| (s.1 * 1000.0).round() as u64)
-                    .collect::<Vec<_>>(),
-            );
-            continue;
-        }
+    let base = median(noio[0].clone()) * 1000.0;
+    for (i, variant) in NOIO.iter().enumerate() {
+        let cpu = median(noio[i].clone()) * 1000.0;
         println!(
-            "{variant:<8} {:>8.0} ops/s {:>+6.1} %   client CPU {:>5.1} us/op {:>+6.1} %   runs {:?}",
-            ops[i],
-            (ops[i] / ops[0] - 1.0) * 100.0,
-            cpu[i],
-            (cpu[i] / cpu[0] - 1.0) * 100.0,
-            results[i]
+            "{variant:<13} {cpu:>7.0} ns/op of client CPU, {:>+6.0} ns/op over noio-bare   runs {:?}",
+            cpu - base,
+            noio[i]
                 .iter()
-                .map(|s| s.0.round() as u64)
+                .map(|c| (c * 1000.0).round() as u64)
                 .collect::<Vec<_>>(),
         );
+    }
+}
+
+/// Prints the medians, the paired ratios and the JSON rows.
+fn report(samples: &[Vec<Sample>]) {
+    let bare = &samples[0];
+    let mut json = Vec::new();
+    for (i, variant) in REAL.iter().enumerate() {
+        let s = &samples[i];
+        let pick = |f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
+        // Each round's slice against the bare slice of the same round.
+        let ratio =
+            |f: fn(&Sample) -> f64| median(s.iter().zip(bare).map(|(v, b)| f(v) / f(b)).collect());
+        let ops = pick(|x| x.ops_per_sec);
+        let cpu = pick(|x| x.cpu_us_per_op);
+        let ops_ratio = ratio(|x| x.ops_per_sec);
+        let cpu_ratio = ratio(|x| x.cpu_us_per_op);
+        println!(
+            "{variant:<8} {ops:>8.0} ops/s {:>+6.1} %   client CPU {cpu:>5.1} us/op {:>+6.1} %   (paired medians)   ops per round {:?}",
+            (ops_ratio - 1.0) * 100.0,
+            (cpu_ratio - 1.0) * 100.0,
+            s.iter()
+                .map(|x| x.ops_per_sec.round() as u64)
+                .collect::<Vec<_>>(),
+        );
+        // The `cargo xtask bench` row (DESIGN's format, plus the telemetry
+        // variant, the client CPU per operation and the paired overheads).
+        json.push(format!(
+            "{{\"scenario\":\"checkout_select1_telemetry\",\"pool\":\"pgline\",\"telemetry\":\"{variant}\",\"pool_size\":{POOL_SIZE},\"concurrency\":{CONCURRENCY},\"ops_per_sec\":{ops:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\"cpu_us_per_op\":{cpu:.2},\"throughput_overhead_pct\":{:.1},\"cpu_overhead_pct\":{:.1},\"rounds\":{}}}",
+            pick(|x| x.p50_us),
+            pick(|x| x.p99_us),
+            (1.0 - ops_ratio) * 100.0,
+            (cpu_ratio - 1.0) * 100.0,
+            s.len(),
+        ));
     }
     for line in json {
         println!("{line}");
     }
 }
 
-/// One measurement: prints `ops_per_sec cpu_us_per_op`.
-fn child(variant: &str, period: Duration) {
+fn child(variant: &str, args: &[String]) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(
+            std::env::var("BENCH_WORKERS")
+                .ok()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(2),
+        )
         .enable_all()
         .build()
         .unwrap();
     if let Some(mode) = variant.strip_prefix("noio-") {
         let (ops, cpu) = runtime.block_on(noio(mode));
-        println!("{ops} {cpu} 0 0");
+        println!("{ops} {cpu}");
         return;
     }
+    let seconds: f64 = args[0].parse().unwrap();
+    let period = Duration::from_secs_f64(seconds);
+    let config = pgline_config::Config::from_vars([
+        ("NODE_ENV", "test".to_owned()),
+        ("DB_HOST", "127.0.0.1".to_owned()),
+        ("DB_PORT", std::env::var("PGLINE_BENCH_PORT").unwrap()),
+        ("DB_NAME", std::env::var("PGLINE_BENCH_DB").unwrap()),
+        ("DB_USER", "postgres".to_owned()),
+        ("LOG_LEVEL", "info".to_owned()),
+    ])
+    .unwrap();
+    if variant != "interleaved" {
+        // `SEQ_OPS` runs of one variant, for callgrind.
+        runtime.block_on(async {
+            let (db, telemetry) = real_variant(variant, &config).await;
+            let sample = measure(&db, period).await;
+            println!("{}", sample.ops_per_sec);
+            drop(db);
+            shutdown(telemetry).await;
+        });
+        return;
+    }
+    let rounds: usize = args[1].parse().unwrap();
     runtime.block_on(async {
-        let config = pgline_config::Config::from_vars([
-            ("NODE_ENV", "test".to_owned()),
-            ("DB_HOST", "127.0.0.1".to_owned()),
-            ("DB_PORT", std::env::var("PGLINE_BENCH_PORT").unwrap()),
-            ("DB_NAME", std::env::var("PGLINE_BENCH_DB").unwrap()),
-            ("DB_USER", "postgres".to_owned()),
-            ("LOG_LEVEL", "info".to_owned()),
-        ])
-        .unwrap();
-        let options =
-            PoolOptions::new(POOL_SIZE, POOL_SIZE).with_acquire_timeout(Duration::from_secs(10));
-        let telemetry = match variant {
-            "bare" => None,
-            // Metrics only: no endpoint, so no tracer provider.
-            "metrics" => Some(Telemetry::builder(&config.telemetry).build().unwrap()),
-            // Spans processed by the SDK and dropped at the exporter.
-            _ => Some(
-                Telemetry::builder(&config.telemetry)
-                    .discard_export()
-                    .build()
-                    .unwrap(),
-            ),
-        };
-        let sample = match &telemetry {
-            None => {
-                let pool = PgPool::connect_with(&config, options).await.unwrap();
-                measure(pool, period).await
-            }
-            Some(telemetry) => {
-                let subscriber = telemetry
-                    .subscriber(&config.log, LogFormat::Text, std::io::sink)
-                    .unwrap();
-                tracing::subscriber::set_global_default(subscriber).unwrap();
-                let pool = PgPool::connect_with(
-                    &config,
-                    options.with_listener(telemetry.pool_listener("bench")),
-                )
-                .await
+        let mut variants = Vec::new();
+        for name in REAL {
+            variants.push(real_variant(name, &config).await);
+        }
+        // The service's log subscriber, installed for every variant alike.
+        if let Some(telemetry) = &variants[2].1 {
+            let subscriber = telemetry
+                .subscriber(&config.log, LogFormat::Text, std::io::sink)
                 .unwrap();
-                let stats = pool.clone();
-                telemetry
-                    .metrics()
-                    .register_pool("bench", move || stats.stats());
-                let db = Traced::from_config(pool, &config).with_metrics(telemetry.metrics());
-                measure(db, period).await
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+        }
+        for round in 0..rounds {
+            for k in 0..REAL.len() {
+                // Rotate the order so that no variant always runs first.
+                let i = (k + round) % REAL.len();
+                let s = measure(&variants[i].0, period).await;
+                println!(
+                    "{round} {} {} {} {} {}",
+                    REAL[i], s.ops_per_sec, s.cpu_us_per_op, s.p50_us, s.p99_us
+                );
             }
-        };
-        println!("{} {} {} {}", sample.0, sample.1, sample.2, sample.3);
-        if let Some(telemetry) = telemetry {
-            tokio::task::spawn_blocking(move || telemetry.shutdown())
-                .await
-                .unwrap()
-                .unwrap();
+        }
+        for (db, telemetry) in variants {
+            drop(db);
+            shutdown(telemetry).await;
         }
     });
 }
 
-/// User plus system CPU time of this process so far (all threads), from
-/// `/proc/self/stat` (clock ticks of 10 ms).
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
+/// A handle of the dyn-compatible kind the measurement loop needs.
+type Run = Arc<dyn Fn() -> pgline_core::BoxFuture<'static, ()> + Send + Sync>;
+
+/// The handle of one variant, with its own pool (and its telemetry).
+async fn real_variant(variant: &str, config: &pgline_config::Config) -> (Run, Option<Telemetry>) {
+    let options =
+        PoolOptions::new(POOL_SIZE, POOL_SIZE).with_acquire_timeout(Duration::from_secs(10));
+    let telemetry = match variant {
+        "bare" => None,
+        // Metrics only: no endpoint, so no spans.
+        "metrics" => Some(Telemetry::builder(&config.telemetry).build().unwrap()),
+        // Spans processed by the SDK and dropped at the exporter.
+        "tracing" => Some(
+            Telemetry::builder(&config.telemetry)
+                .discard_export()
+                .build()
+                .unwrap(),
+        ),
+        other => panic!("unknown variant {other}"),
     };
-    // utime and stime are the 14th and 15th fields.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    let run: Run = match &telemetry {
+        None => {
+            let pool = PgPool::connect_with(config, options).await.unwrap();
+            Arc::new(move || {
+                let pool = pool.clone();
+                Box::pin(async move {
+                    pool.query("SELECT 1", &[]).await.unwrap();
+                })
+            })
+        }
+        Some(telemetry) => {
+            let pool = PgPool::connect_with(
+                config,
+                options.with_listener(telemetry.pool_listener(variant)),
+            )
+            .await
+            .unwrap();
+            let stats = pool.clone();
+            telemetry
+                .metrics()
+                .register_pool(variant, move || stats.stats());
+            let db = Traced::from_config(pool, config).with_metrics(telemetry.metrics());
+            Arc::new(move || {
+                let db = db.clone();
+                Box::pin(async move {
+                    db.query("SELECT 1", &[]).await.unwrap();
+                })
+            })
+        }
+    };
+    (run, telemetry)
 }
 
-/// Operations per second and client CPU microseconds per operation of
-/// `CONCURRENCY` tasks running `SELECT 1` for `period`, after a short warm-up.
-async fn measure<D: Database + Clone>(db: D, period: Duration) -> (f64, f64, f64, f64) {
+async fn shutdown(telemetry: Option<Telemetry>) {
+    if let Some(telemetry) = telemetry {
+        tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// CPU time of this process so far (all threads), to the nanosecond.
+fn process_cpu() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    let t = clock_gettime(ClockId::CLOCK_PROCESS_CPUTIME_ID).expect("clock_gettime");
+    Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
+}
+
+/// Throughput, client CPU per operation and latency of `CONCURRENCY` tasks
+/// running `run` for `period`, after [`WARM_UP`].
+async fn measure(run: &Run, period: Duration) -> Sample {
     // `SEQ_OPS=n`: n statements one after another instead of a timed run, for
     // counting instructions under callgrind.
     if let Some(n) = std::env::var("SEQ_OPS")
@@ -264,9 +335,14 @@ async fn measure<D: Database + Clone>(db: D, period: Duration) -> (f64, f64, f64
     {
         let started = Instant::now();
         for _ in 0..n {
-            db.query("SELECT 1", &[]).await.unwrap();
+            run().await;
         }
-        return (n as f64 / started.elapsed().as_secs_f64(), 0.0, 0.0, 0.0);
+        return Sample {
+            ops_per_sec: n as f64 / started.elapsed().as_secs_f64(),
+            cpu_us_per_op: 0.0,
+            p50_us: 0.0,
+            p99_us: 0.0,
+        };
     }
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
@@ -274,13 +350,13 @@ async fn measure<D: Database + Clone>(db: D, period: Duration) -> (f64, f64, f64
     let recording = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (db, stop, done, recording) =
-            (db.clone(), stop.clone(), done.clone(), recording.clone());
+        let (run, stop, done, recording) =
+            (run.clone(), stop.clone(), done.clone(), recording.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(1 << 16);
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                db.query("SELECT 1", &[]).await.unwrap();
+                run().await;
                 if recording.load(Ordering::Relaxed) {
                     latencies.push(t.elapsed().as_nanos() as u64);
                 }
@@ -289,7 +365,7 @@ async fn measure<D: Database + Clone>(db: D, period: Duration) -> (f64, f64, f64
             latencies
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(WARM_UP).await;
     recording.store(true, Ordering::Relaxed);
     let (ops0, cpu0, started) = (done.load(Ordering::Relaxed), process_cpu(), Instant::now());
     tokio::time::sleep(period).await;
@@ -311,12 +387,12 @@ async fn measure<D: Database + Clone>(db: D, period: Duration) -> (f64, f64, f64
             .map_or(f64::NAN, |ns| *ns as f64 / 1000.0)
     };
     let ops = (ops1 - ops0) as f64;
-    (
-        ops / elapsed.as_secs_f64(),
-        (cpu1 - cpu0).as_secs_f64() * 1e6 / ops,
-        quantile(0.5),
-        quantile(0.99),
-    )
+    Sample {
+        ops_per_sec: ops / elapsed.as_secs_f64(),
+        cpu_us_per_op: (cpu1 - cpu0).as_secs_f64() * 1e6 / ops,
+        p50_us: quantile(0.5),
+        p99_us: quantile(0.99),
+    }
 }
 
 /// A database that answers at once, emitting the pool events a real pool

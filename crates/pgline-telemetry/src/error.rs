@@ -34,6 +34,9 @@ pub enum TelemetryError {
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
     },
+    /// The span export thread could not be started.
+    #[error("could not start the span export thread")]
+    Thread(#[source] std::io::Error),
     /// The Prometheus exporter could not be built.
     #[error("could not build the Prometheus exporter")]
     Prometheus(#[source] OTelSdkError),

@@ -131,10 +131,15 @@ impl<'a> QueryText<'a> {
 impl<'a> QueryText<'a> {
     /// The text as a string: borrowed when nothing needs redacting.
     pub(crate) fn to_cow(self) -> std::borrow::Cow<'a, str> {
-        if self.parameterized && self.limit >= self.sql.len() {
+        if self.limit < self.sql.len() {
+            std::borrow::Cow::Owned(self.to_string())
+        } else if self.parameterized {
             std::borrow::Cow::Borrowed(self.sql)
         } else {
-            std::borrow::Cow::Owned(self.to_string())
+            // Straight into the string, without a formatter in between.
+            let mut text = String::with_capacity(self.sql.len());
+            let _ = redact(self.sql, &mut text);
+            std::borrow::Cow::Owned(text)
         }
     }
 }

@@ -5,10 +5,11 @@ use std::time::{Duration, SystemTime};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::BoundHistogram;
-use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::trace::SpanKind;
 use pgline_core::{PoolEvent, PoolListener};
 
 use super::{POOL_NAME, PoolTimes};
+use crate::traced::queue::What;
 use crate::traced::spans::{self, DbTracer};
 
 /// A [`PoolListener`] for one pool: `Connect` feeds
@@ -61,22 +62,10 @@ impl PoolObserver {
             spans::current_parent(),
             end.checked_sub(took).unwrap_or(end),
         );
-        tracer.end(
-            &started,
-            end,
-            name,
-            SpanKind::Internal,
-            || {
-                vec![
-                    KeyValue::new(POOL_NAME, self.pool_static),
-                    KeyValue::new(
-                        "pgline.connection.id",
-                        i64::try_from(connection_id).unwrap_or(i64::MAX),
-                    ),
-                ]
-            },
-            || Status::Unset,
-        );
+        tracer.end(&started, end, name, SpanKind::Internal, || What::Pool {
+            pool: self.pool_static,
+            connection_id,
+        });
     }
 }
 

@@ -14,12 +14,13 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanExporter};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanExporter};
 use pgline_config::{Config, LogConfig, TelemetryConfig};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::traced::spans::{DbTracer, SamplerChoice, SharedProcessor};
+use crate::traced::queue::SpanQueue;
+use crate::traced::spans::{DbTracer, SamplerChoice};
 use crate::{Metrics, PoolObserver, TelemetryError};
 use export::{DiscardSpans, ExportHealth, ReportingMetricExporter, ReportingSpanExporter};
 pub use subscriber::LogFormat;
@@ -35,9 +36,12 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The batch processor every span goes through: those made through
 /// `tracing` (requests) and the database spans. The exporter gets the
 /// resource here, once (the shared processor ignores the provider's call).
-fn batch_processor(mut exporter: impl SpanExporter + 'static, resource: &Resource) -> SharedProcessor {
+fn batch_processor(
+    mut exporter: impl SpanExporter + 'static,
+    resource: &Resource,
+) -> Result<SpanQueue, TelemetryError> {
     exporter.set_resource(resource);
-    SharedProcessor::new(BatchSpanProcessor::builder(exporter).build())
+    SpanQueue::start(exporter).map_err(TelemetryError::Thread)
 }
 
 /// The OpenTelemetry resource of the service: `service.name` and
@@ -170,9 +174,9 @@ impl TelemetryBuilder {
             span_exporter = None;
         }
         let processor = match span_exporter {
-            Some(exporter) => Some(batch_processor(exporter, &resource)),
+            Some(exporter) => Some(batch_processor(exporter, &resource)?),
             None if self.discard && self.endpoint.is_none() => {
-                Some(batch_processor(DiscardSpans, &resource))
+                Some(batch_processor(DiscardSpans, &resource)?)
             }
             None => None,
         };

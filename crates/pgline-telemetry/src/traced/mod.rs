@@ -2,18 +2,19 @@
 //! transaction a span, a duration measurement and a log line.
 
 mod op;
+pub(crate) mod queue;
 mod session;
 pub(crate) mod spans;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Metrics;
+use op::{Outcome, Shared};
 use pgline_core::{
     BoxFuture, CloseReport, Database, DbError, HealthReport, LayerChain, PoolStats, Row, Session,
     SessionLayer, ToSql, TransactionError,
 };
-use crate::Metrics;
-use op::{Outcome, Shared};
 pub use session::TracedSession;
 use spans::InScope;
 
@@ -131,13 +132,20 @@ impl<D: Database> Traced<D> {
         Arc::make_mut(&mut self.shared)
     }
 
-    async fn statement<T>(
-        &self,
-        sql: &str,
+    /// Runs the statement `make` starts, traced. `make` is called here so
+    /// that the backend's future (kilobytes) is made in place and never
+    /// copied.
+    async fn statement<'a, T, F>(
+        &'a self,
+        sql: &'a str,
         parameterized: bool,
-        run: impl Future<Output = Result<T, DbError>>,
-    ) -> Result<T, DbError> {
+        make: impl FnOnce() -> F,
+    ) -> Result<T, DbError>
+    where
+        F: Future<Output = Result<T, DbError>> + 'a,
+    {
         let operation = self.shared.statement(sql, parameterized, None);
+        let run = std::pin::pin!(make());
         // Polled as the current operation: an `acquire` span of a long wait
         // becomes the statement's child.
         let result = InScope::new(run, operation.parent()).await;
@@ -173,17 +181,17 @@ impl<D: std::fmt::Debug> std::fmt::Debug for Traced<D> {
 
 impl<D: Database> Database for Traced<D> {
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
-        self.statement(sql, !params.is_empty(), self.inner.query(sql, params))
+        self.statement(sql, !params.is_empty(), || self.inner.query(sql, params))
             .await
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
-        self.statement(sql, !params.is_empty(), self.inner.execute(sql, params))
+        self.statement(sql, !params.is_empty(), || self.inner.execute(sql, params))
             .await
     }
 
     async fn batch_execute(&self, sql: &str) -> Result<(), DbError> {
-        self.statement(sql, false, self.inner.batch_execute(sql))
+        self.statement(sql, false, || self.inner.batch_execute(sql))
             .await
     }
 
@@ -211,12 +219,11 @@ impl<D: Database> Database for Traced<D> {
         // transaction's) from a traced session around the backend's.
         let parent = operation.parent();
         let own: Arc<dyn SessionLayer> = Arc::new(TraceLayer(Arc::clone(&self.shared), parent));
-        let result = InScope::new(
+        let run = std::pin::pin!(
             self.inner
-                .transaction_with(Some(LayerChain::stack(own, layer)), f),
-            parent,
-        )
-        .await;
+                .transaction_with(Some(LayerChain::stack(own, layer)), f)
+        );
+        let result = InScope::new(run, parent).await;
         operation.finish(match &result {
             Ok(_) => Outcome::Ok,
             Err(e) => e.as_db_error().map_or(Outcome::Other, Outcome::Db),

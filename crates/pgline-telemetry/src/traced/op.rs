@@ -5,13 +5,14 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{BoundHistogram, Histogram};
-use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::trace::SpanKind;
 use pgline_core::DbError;
 
+use super::queue::{self, What};
 use super::spans::{self, DbTracer, Parent, Started};
 use crate::sql::{self, QueryText};
 
@@ -292,47 +293,36 @@ impl Operation<'_> {
         failure: Option<&Failure<'_>>,
     ) {
         let shared = self.shared;
-        let end = span.start_time() + elapsed;
-        let attributes = || {
-            let mut a = Vec::with_capacity(9);
-            a.push(KeyValue::new("db.system.name", "postgresql"));
-            a.push(KeyValue::new("db.namespace", shared.namespace_static));
-            if let Some(name) = operation_name(self.op) {
-                a.push(KeyValue::new("db.operation.name", name));
-            }
-            if let Kind::Statement { sql, parameterized } = self.kind {
-                // Parameter values are never part of the text; literals of
-                // text without parameters are replaced by `?`.
-                let text = QueryText::new(sql, parameterized).to_cow().into_owned();
-                a.push(KeyValue::new("db.query.text", text));
-            }
-            a.push(KeyValue::new("server.address", shared.address_static));
-            if let Some(port) = shared.port_attribute() {
-                a.push(KeyValue::new("server.port", i64::from(port)));
-            }
-            if let Some(failure) = failure {
-                if let Some(code) = failure.status_code {
-                    a.push(KeyValue::new("db.response.status_code", code.to_owned()));
+        let what = || What::Operation {
+            namespace: shared.namespace_static,
+            address: shared.address_static,
+            port: shared.port_attribute(),
+            operation: operation_name(self.op),
+            // Parameter values are never part of the text; literals of text
+            // without parameters are replaced by `?`.
+            text: match self.kind {
+                Kind::Statement { sql, parameterized } => {
+                    Some(spans::query_text(sql, parameterized))
                 }
-                a.push(KeyValue::new("error.type", failure.error_type.to_owned()));
-            }
-            a
-        };
-        let status = || match failure {
-            None => Status::Unset,
-            // `DbError`'s text never quotes parameter or row values.
-            Some(Failure {
-                error: Some(error), ..
-            }) => Status::error(error.to_string()),
-            Some(failure) => Status::error(failure.error_type.to_owned()),
+                Kind::Transaction => None,
+            },
+            failure: failure.map(|f| {
+                Box::new(queue::Failure {
+                    error_type: Cow::Owned(f.error_type.to_owned()),
+                    status_code: f.status_code.map(str::to_owned),
+                    // `DbError`'s text never quotes parameter or row values.
+                    message: f
+                        .error
+                        .map_or_else(|| f.error_type.to_owned(), ToString::to_string),
+                })
+            }),
         };
         tracer.end(
             span,
-            SystemTime::max(end, span.start_time()),
+            span.start_time() + elapsed,
             shared.span_names[self.op],
             SpanKind::Client,
-            attributes,
-            status,
+            what,
         );
     }
 

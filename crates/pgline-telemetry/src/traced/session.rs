@@ -46,10 +46,10 @@ async fn traced<T>(
     parent: Option<Parent>,
     sql: &str,
     parameterized: bool,
-    run: BoxFuture<'_, Result<T, DbError>>,
+    mut run: BoxFuture<'_, Result<T, DbError>>,
 ) -> Result<T, DbError> {
     let operation = shared.statement(sql, parameterized, parent);
-    let result = InScope::new(run, operation.parent()).await;
+    let result = InScope::new(run.as_mut(), operation.parent()).await;
     operation.finish(match &result {
         Ok(_) => Outcome::Ok,
         Err(e) => Outcome::Db(e),
@@ -64,7 +64,13 @@ impl Session for TracedSession<'_> {
         params: Params<'a>,
     ) -> BoxFuture<'a, Result<Vec<Row>, DbError>> {
         let run = self.inner.query(sql, params);
-        Box::pin(traced(&self.shared, self.parent, sql, !params.is_empty(), run))
+        Box::pin(traced(
+            &self.shared,
+            self.parent,
+            sql,
+            !params.is_empty(),
+            run,
+        ))
     }
 
     fn execute<'a>(
@@ -73,7 +79,13 @@ impl Session for TracedSession<'_> {
         params: Params<'a>,
     ) -> BoxFuture<'a, Result<u64, DbError>> {
         let run = self.inner.execute(sql, params);
-        Box::pin(traced(&self.shared, self.parent, sql, !params.is_empty(), run))
+        Box::pin(traced(
+            &self.shared,
+            self.parent,
+            sql,
+            !params.is_empty(),
+            run,
+        ))
     }
 
     fn batch_execute<'a>(&'a mut self, sql: &'a str) -> BoxFuture<'a, Result<(), DbError>> {

@@ -15,7 +15,6 @@
 //! acquire), else the current `tracing` span (a station's request), else none
 //! (a root span, sampled by the root sampler).
 
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -23,18 +22,12 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, SystemTime};
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags,
-    TraceId, TraceState,
-};
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt as _, TraceId};
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, IdGenerator as _, RandomIdGenerator, Sampler, SamplingDecision,
-    ShouldSample as _, Span,
-    SpanData, SpanEvents, SpanLinks, SpanProcessor,
+    IdGenerator as _, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample as _,
 };
+
+use super::queue::{DbSpan, SpanQueue, Text, What};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The span a new database span hangs under.
@@ -71,30 +64,30 @@ pub(crate) fn current_parent() -> Option<Parent> {
     })
 }
 
-pin_project_lite::pin_project! {
-    /// A future polled as the current database operation of its thread, so
-    /// that spans started inside it (an `acquire`, a transaction's
-    /// statements) become its children.
-    pub(crate) struct InScope<F> {
-        #[pin]
-        inner: F,
-        parent: Option<Parent>,
-    }
+/// A future polled as the current database operation of its thread, so
+/// that spans started inside it (an `acquire`, a transaction's statements)
+/// become its children.
+///
+/// It borrows the future, pinned where it was made: a pool's statement
+/// future is kilobytes, and wrapping it by value would copy it on every
+/// statement.
+pub(crate) struct InScope<'f, F: ?Sized> {
+    inner: Pin<&'f mut F>,
+    parent: Option<Parent>,
 }
 
-impl<F> InScope<F> {
-    pub(crate) fn new(inner: F, parent: Option<Parent>) -> Self {
+impl<'f, F: ?Sized> InScope<'f, F> {
+    pub(crate) fn new(inner: Pin<&'f mut F>, parent: Option<Parent>) -> Self {
         Self { inner, parent }
     }
 }
 
-impl<F: Future> Future for InScope<F> {
+impl<F: Future + ?Sized> Future for InScope<'_, F> {
     type Output = F::Output;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let Some(parent) = *this.parent else {
-            return this.inner.poll(cx);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let Some(parent) = self.parent else {
+            return self.inner.as_mut().poll(cx);
         };
         // Restored even when the inner future panics.
         struct Restore(Option<Parent>);
@@ -104,7 +97,7 @@ impl<F: Future> Future for InScope<F> {
             }
         }
         let _restore = Restore(CURRENT.with(|c| c.replace(Some(parent))));
-        this.inner.poll(cx)
+        self.inner.as_mut().poll(cx)
     }
 }
 
@@ -215,39 +208,6 @@ impl SamplerChoice {
     }
 }
 
-/// The batch processor, shared by the tracer provider (spans made through
-/// `tracing`) and the [`DbTracer`].
-#[derive(Debug, Clone)]
-pub(crate) struct SharedProcessor(Arc<BatchSpanProcessor>);
-
-impl SharedProcessor {
-    pub(crate) fn new(processor: BatchSpanProcessor) -> Self {
-        Self(Arc::new(processor))
-    }
-}
-
-impl SpanProcessor for SharedProcessor {
-    fn on_start(&self, span: &mut Span, cx: &opentelemetry::Context) {
-        self.0.on_start(span, cx);
-    }
-
-    fn on_end(&self, span: SpanData) {
-        self.0.on_end(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, _resource: &Resource) {
-        // The exporter was given the resource before the processor was made.
-    }
-}
-
 /// Makes the database spans (statements, transactions, acquires, connects).
 /// Cheap to clone.
 #[derive(Clone)]
@@ -256,10 +216,9 @@ pub(crate) struct DbTracer {
 }
 
 struct TracerInner {
-    processor: SharedProcessor,
+    queue: SpanQueue,
     sampler: SamplerChoice,
     ids: RandomIdGenerator,
-    scope: InstrumentationScope,
     /// Acquires that waited less get no span.
     acquire_threshold: Duration,
 }
@@ -291,18 +250,15 @@ impl Started {
 
 impl DbTracer {
     pub(crate) fn new(
-        processor: SharedProcessor,
+        queue: SpanQueue,
         sampler: SamplerChoice,
         acquire_threshold: Duration,
     ) -> Self {
         Self {
             inner: Arc::new(TracerInner {
-                processor,
+                queue,
                 sampler,
                 ids: RandomIdGenerator::default(),
-                scope: InstrumentationScope::builder("pgline")
-                    .with_version(env!("CARGO_PKG_VERSION"))
-                    .build(),
                 acquire_threshold,
             }),
         }
@@ -335,42 +291,30 @@ impl DbTracer {
         self.start_at(parent, SystemTime::now())
     }
 
-    /// Sends a finished span to the processor (nothing when it was not
-    /// sampled). `attributes` is only called for a sampled span.
+    /// Queues a finished span for export (nothing when it was not sampled).
+    /// `what` is only called for a sampled span.
     pub(crate) fn end(
         &self,
         started: &Started,
         end: SystemTime,
         name: &'static str,
         kind: SpanKind,
-        attributes: impl FnOnce() -> Vec<KeyValue>,
-        status: impl FnOnce() -> Status,
+        what: impl FnOnce() -> What,
     ) {
         if !started.this.sampled {
             return;
         }
-        let span = SpanData {
-            span_context: SpanContext::new(
-                started.this.trace_id,
-                started.this.span_id,
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
+        self.inner.queue.push(DbSpan {
+            trace_id: started.this.trace_id,
+            span_id: started.this.span_id,
             parent_span_id: started.parent_span_id,
-            parent_span_is_remote: started.parent_remote,
-            span_kind: kind,
-            name: Cow::Borrowed(name),
-            start_time: started.start,
-            end_time: end.max(started.start),
-            attributes: attributes(),
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: status(),
-            instrumentation_scope: self.inner.scope.clone(),
-        };
-        self.inner.processor.on_end(span);
+            parent_remote: started.parent_remote,
+            start: started.start,
+            end,
+            name,
+            kind,
+            what: what(),
+        });
     }
 }
 
@@ -404,6 +348,80 @@ pub(crate) fn intern(s: &str) -> &'static str {
     let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
     set.insert(leaked);
     leaked
+}
+
+/// Statement texts kept for the life of the process, at most: a service
+/// runs a bounded set of statements; past this, texts are copied per span.
+const TEXTS_MAX: usize = 4096;
+/// … and at most this many bytes of them.
+const TEXT_BYTES_MAX: usize = 4 << 20;
+
+/// `text` as a `&'static str` while the bounds above allow.
+fn intern_text(text: &str) -> Option<&'static str> {
+    static SET: OnceLock<Mutex<(HashSet<&'static str>, usize)>> = OnceLock::new();
+    let mut guard = SET
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let (set, bytes) = &mut *guard;
+    if let Some(found) = set.get(text) {
+        return Some(found);
+    }
+    if set.len() >= TEXTS_MAX || *bytes + text.len() > TEXT_BYTES_MAX {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    *bytes += text.len();
+    set.insert(leaked);
+    Some(leaked)
+}
+
+/// One slot of a thread's statement-text cache: the statement as it came
+/// (where it was and its text, to tell a reused address from the same
+/// statement) and its text as telemetry shows it.
+struct CachedText {
+    address: usize,
+    parameterized: bool,
+    raw: Box<str>,
+    shown: &'static str,
+}
+
+const TEXT_CACHE_SLOTS: usize = 128;
+
+thread_local! {
+    static TEXT_CACHE: std::cell::RefCell<Vec<Option<CachedText>>> =
+        std::cell::RefCell::new((0..TEXT_CACHE_SLOTS).map(|_| None).collect());
+}
+
+/// `db.query.text` of a statement: its text when it came with parameters,
+/// with literals replaced by `?` when it did not. A statement a thread has
+/// seen before costs one comparison: no copy, no redaction.
+pub(crate) fn query_text(sql: &str, parameterized: bool) -> Text {
+    let address = sql.as_ptr() as usize;
+    let slot = (address >> 3 ^ sql.len()) % TEXT_CACHE_SLOTS;
+    TEXT_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(hit) = &cache[slot]
+            && hit.address == address
+            && hit.parameterized == parameterized
+            && *hit.raw == *sql
+        {
+            return Text::Static(hit.shown);
+        }
+        let shown = crate::sql::QueryText::new(sql, parameterized).to_cow();
+        match intern_text(&shown) {
+            Some(shown) => {
+                cache[slot] = Some(CachedText {
+                    address,
+                    parameterized,
+                    raw: sql.into(),
+                    shown,
+                });
+                Text::Static(shown)
+            }
+            None => Text::Owned(shown.into()),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -469,10 +487,8 @@ mod tests {
             sampled: true,
             remote: false,
         };
-        let seen = futures_lite_block_on(InScope::new(
-            async { CURRENT.with(Cell::get) },
-            Some(parent),
-        ));
+        let inner = std::pin::pin!(async { CURRENT.with(Cell::get) });
+        let seen = futures_lite_block_on(InScope::new(inner, Some(parent)));
         assert_eq!(seen, Some(parent));
         assert_eq!(CURRENT.with(Cell::get), None);
     }

@@ -1,0 +1,571 @@
+//! The span pipeline: every thread keeps the spans it finishes in a buffer of
+//! its own; one export thread drains the buffers, turns database spans into
+//! the SDK's [`SpanData`] and hands them to the exporter in batches.
+//!
+//! Why not the SDK's `BatchSpanProcessor`: it takes a finished [`SpanData`]
+//! through a channel shared by all threads, so each span is allocated on a
+//! worker thread, moved through a cache line every worker writes, and freed
+//! on the export thread — on a busy pool that costs more than building the
+//! span. Here a database span is a fixed-size record pushed under a lock
+//! only its own thread and, every few seconds, the export thread take; its
+//! attributes are built and freed on the export thread. Spans made through
+//! `tracing` (requests) arrive as [`SpanData`] from the tracer provider and
+//! take the same path.
+//!
+//! Configured like the SDK's processor: `OTEL_BSP_SCHEDULE_DELAY` (ms,
+//! default 5000), `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (512),
+//! `OTEL_BSP_MAX_QUEUE_SIZE` (2048, per thread here). A full buffer drops new
+//! spans and counts them.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{
+    Span, SpanData, SpanEvents, SpanExporter, SpanLinks, SpanProcessor,
+};
+
+/// A finished database span: fixed size, no allocation for its constant
+/// attributes (`&'static` texts made once per handle).
+#[derive(Debug)]
+pub(crate) struct DbSpan {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) parent_span_id: SpanId,
+    pub(crate) parent_remote: bool,
+    pub(crate) start: SystemTime,
+    pub(crate) end: SystemTime,
+    pub(crate) name: &'static str,
+    pub(crate) kind: SpanKind,
+    pub(crate) what: What,
+}
+
+/// The attributes of a [`DbSpan`].
+#[derive(Debug)]
+pub(crate) enum What {
+    /// A statement or transaction.
+    Operation {
+        namespace: &'static str,
+        address: &'static str,
+        /// `server.port`, when not PostgreSQL's default.
+        port: Option<u16>,
+        operation: Option<&'static str>,
+        /// `db.query.text` (statements only), already redacted.
+        text: Option<Text>,
+        failure: Option<Box<Failure>>,
+    },
+    /// A pool's `acquire` or `connect`.
+    Pool {
+        pool: &'static str,
+        connection_id: u64,
+    },
+}
+
+/// A statement's text for `db.query.text`.
+#[derive(Debug)]
+pub(crate) enum Text {
+    Static(&'static str),
+    Owned(Box<str>),
+}
+
+/// How an operation failed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) error_type: Cow<'static, str>,
+    /// The SQLSTATE.
+    pub(crate) status_code: Option<String>,
+    /// The span status's description (never parameter values).
+    pub(crate) message: String,
+}
+
+enum Record {
+    Db(DbSpan),
+    Sdk(Box<SpanData>),
+}
+
+/// Spans finished on one thread, waiting for the export thread.
+#[derive(Default)]
+struct Buffer {
+    records: Mutex<Vec<Record>>,
+}
+
+impl Buffer {
+    fn lock(&self) -> MutexGuard<'_, Vec<Record>> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+thread_local! {
+    /// This thread's buffer in each queue (usually one), by queue id.
+    static LOCAL: RefCell<Vec<(u64, Arc<Buffer>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What the export thread is asked to do.
+#[derive(Default)]
+struct Signal {
+    /// A buffer reached the batch size.
+    export_now: bool,
+    flush_requested: u64,
+    flush_done: u64,
+    /// The result of the last drain (for `force_flush`).
+    last: Option<OTelSdkResult>,
+    shutdown: bool,
+    stopped: bool,
+}
+
+struct Inner {
+    id: u64,
+    buffers: Mutex<Vec<Arc<Buffer>>>,
+    signal: Mutex<Signal>,
+    wake: Condvar,
+    done: Condvar,
+    max_batch: usize,
+    max_queue: usize,
+    delay: Duration,
+    dropped: AtomicU64,
+    closed: AtomicBool,
+    scope: InstrumentationScope,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn signal(&self) -> MutexGuard<'_, Signal> {
+        self.signal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes everything buffered; forgets the buffers of threads that ended.
+    fn drain(&self) -> Vec<Record> {
+        let mut all = Vec::new();
+        let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
+        buffers.retain(|buffer| {
+            let mut records = buffer.lock();
+            if all.is_empty() {
+                all = std::mem::take(&mut *records);
+            } else {
+                all.append(&mut records);
+            }
+            drop(records);
+            // Only this list holds it: its thread has ended.
+            Arc::strong_count(buffer) > 1
+        });
+        all
+    }
+}
+
+/// The span processor of a [`Telemetry`](crate::Telemetry) (given to the
+/// tracer provider) and the sink of its database spans. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct SpanQueue {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SpanQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanQueue")
+            .field("max_batch", &self.inner.max_batch)
+            .field("max_queue", &self.inner.max_queue)
+            .field("delay", &self.inner.delay)
+            .field("dropped", &self.inner.dropped.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long `force_flush` waits for the export thread.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(default)
+}
+
+impl SpanQueue {
+    /// Starts the export thread. `exporter` must already know the resource.
+    pub(crate) fn start<E: SpanExporter + 'static>(exporter: E) -> std::io::Result<Self> {
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        let max_batch =
+            usize::try_from(env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)).unwrap_or(512);
+        let inner = Arc::new(Inner {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            buffers: Mutex::default(),
+            signal: Mutex::default(),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+            max_batch,
+            max_queue: usize::try_from(env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048))
+                .unwrap_or(2048)
+                .max(max_batch),
+            delay: Duration::from_millis(env_number("OTEL_BSP_SCHEDULE_DELAY", 5000)),
+            dropped: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            scope: InstrumentationScope::builder("pgline")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+            worker: Mutex::new(None),
+        });
+        let worker = Arc::clone(&inner);
+        let handle = std::thread::Builder::new()
+            .name("pgline-span-export".to_owned())
+            .spawn(move || export_loop(&worker, exporter))?;
+        *inner.worker.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        Ok(Self { inner })
+    }
+
+    /// Queues a finished database span.
+    pub(crate) fn push(&self, span: DbSpan) {
+        self.push_record(Record::Db(span));
+    }
+
+    fn push_record(&self, record: Record) {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let full = LOCAL.with(|local| {
+            let mut local = local.borrow_mut();
+            let buffer = match local.iter().find(|(id, _)| *id == inner.id) {
+                Some((_, buffer)) => buffer,
+                None => {
+                    let buffer = Arc::new(Buffer::default());
+                    inner
+                        .buffers
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(Arc::clone(&buffer));
+                    // Forget the buffers of queues that have shut down.
+                    local.retain(|(_, b)| Arc::strong_count(b) > 1);
+                    local.push((inner.id, buffer));
+                    &local[local.len() - 1].1
+                }
+            };
+            let mut records = buffer.lock();
+            if records.len() >= inner.max_queue {
+                inner.dropped.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            records.push(record);
+            records.len() == inner.max_batch
+        });
+        if full {
+            inner.signal().export_now = true;
+            inner.wake.notify_one();
+        }
+    }
+
+    /// Spans dropped because a thread's buffer was full.
+    #[cfg(test)]
+    fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    fn flush(&self) -> OTelSdkResult {
+        let inner = &self.inner;
+        let mut signal = inner.signal();
+        if signal.stopped {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        signal.flush_requested += 1;
+        let target = signal.flush_requested;
+        inner.wake.notify_one();
+        let (mut signal, timeout) = inner
+            .done
+            .wait_timeout_while(signal, FLUSH_TIMEOUT, |s| {
+                s.flush_done < target && !s.stopped
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        if timeout.timed_out() {
+            return Err(OTelSdkError::Timeout(FLUSH_TIMEOUT));
+        }
+        signal.last.take().unwrap_or(Ok(()))
+    }
+
+    fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::AcqRel) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        let mut signal = inner.signal();
+        signal.shutdown = true;
+        inner.wake.notify_one();
+        let (_signal, waited) = inner
+            .done
+            .wait_timeout_while(signal, timeout, |s| !s.stopped)
+            .unwrap_or_else(PoisonError::into_inner);
+        if waited.timed_out() {
+            return Err(OTelSdkError::Timeout(timeout));
+        }
+        if let Some(handle) = inner
+            .worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = handle.join();
+        }
+        Ok(())
+    }
+}
+
+impl SpanProcessor for SpanQueue {
+    fn on_start(&self, _span: &mut Span, _cx: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        self.push_record(Record::Sdk(Box::new(span)));
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.shutdown(timeout)
+    }
+
+    fn set_resource(&mut self, _resource: &Resource) {
+        // The exporter was given the resource before the queue was made.
+    }
+}
+
+/// The export thread: drains every `delay`, when a buffer is full, when asked
+/// to flush, and a last time at shutdown.
+fn export_loop<E: SpanExporter>(inner: &Inner, exporter: E) {
+    let mut last_export = Instant::now();
+    let mut dropped_reported = 0;
+    loop {
+        let signal = inner.signal();
+        let wait = inner.delay.saturating_sub(last_export.elapsed());
+        let (mut signal, _) = inner
+            .wake
+            .wait_timeout_while(signal, wait, |s| {
+                !s.export_now && s.flush_requested == s.flush_done && !s.shutdown
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        let flush_target = signal.flush_requested;
+        let shutdown = signal.shutdown;
+        signal.export_now = false;
+        drop(signal);
+
+        last_export = Instant::now();
+        let result = export(inner, &exporter, inner.drain());
+        let dropped = inner.dropped.load(Ordering::Relaxed);
+        if dropped > dropped_reported {
+            // At most one line per drain (every few seconds).
+            tracing::warn!(
+                target: crate::setup::export::EXPORT_TARGET,
+                dropped = dropped - dropped_reported,
+                queue_size = inner.max_queue,
+                "spans dropped: a thread finished more spans than OTEL_BSP_MAX_QUEUE_SIZE between two exports"
+            );
+            dropped_reported = dropped;
+        }
+
+        let mut signal = inner.signal();
+        signal.flush_done = flush_target;
+        signal.last = Some(result);
+        if shutdown {
+            let _ = exporter.shutdown();
+            signal.stopped = true;
+            inner.done.notify_all();
+            return;
+        }
+        inner.done.notify_all();
+    }
+}
+
+/// Exports `records` in batches; the last error, if any.
+fn export<E: SpanExporter>(inner: &Inner, exporter: &E, records: Vec<Record>) -> OTelSdkResult {
+    let mut result = Ok(());
+    let mut batch = Vec::with_capacity(inner.max_batch.min(records.len()));
+    let mut records = records.into_iter().peekable();
+    while records.peek().is_some() {
+        batch.extend(records.by_ref().take(inner.max_batch).map(|r| match r {
+            Record::Db(span) => span_data(span, &inner.scope),
+            Record::Sdk(span) => *span,
+        }));
+        let export = exporter.export(std::mem::take(&mut batch));
+        if let Err(e) = futures_executor::block_on(export) {
+            result = Err(e);
+        }
+    }
+    result
+}
+
+/// The SDK's form of a database span, with the attributes of the
+/// conventions.
+fn span_data(span: DbSpan, scope: &InstrumentationScope) -> SpanData {
+    let mut attributes = Vec::with_capacity(9);
+    let mut status = Status::Unset;
+    match span.what {
+        What::Operation {
+            namespace,
+            address,
+            port,
+            operation,
+            text,
+            failure,
+        } => {
+            attributes.push(KeyValue::new("db.system.name", "postgresql"));
+            attributes.push(KeyValue::new("db.namespace", namespace));
+            if let Some(operation) = operation {
+                attributes.push(KeyValue::new("db.operation.name", operation));
+            }
+            match text {
+                Some(Text::Static(text)) => attributes.push(KeyValue::new("db.query.text", text)),
+                Some(Text::Owned(text)) => {
+                    attributes.push(KeyValue::new("db.query.text", String::from(text)));
+                }
+                None => {}
+            }
+            attributes.push(KeyValue::new("server.address", address));
+            if let Some(port) = port {
+                attributes.push(KeyValue::new("server.port", i64::from(port)));
+            }
+            if let Some(failure) = failure {
+                let Failure {
+                    error_type,
+                    status_code,
+                    message,
+                } = *failure;
+                if let Some(code) = status_code {
+                    attributes.push(KeyValue::new("db.response.status_code", code));
+                }
+                attributes.push(KeyValue::new("error.type", error_type));
+                status = Status::error(message);
+            }
+        }
+        What::Pool {
+            pool,
+            connection_id,
+        } => {
+            attributes.push(KeyValue::new(crate::metrics::POOL_NAME, pool));
+            attributes.push(KeyValue::new(
+                "pgline.connection.id",
+                i64::try_from(connection_id).unwrap_or(i64::MAX),
+            ));
+        }
+    }
+    SpanData {
+        span_context: SpanContext::new(
+            span.trace_id,
+            span.span_id,
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::NONE,
+        ),
+        parent_span_id: span.parent_span_id,
+        parent_span_is_remote: span.parent_remote,
+        span_kind: span.kind,
+        name: Cow::Borrowed(span.name),
+        start_time: span.start,
+        end_time: span.end.max(span.start),
+        attributes,
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status,
+        instrumentation_scope: scope.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keeps what it is given.
+    #[derive(Debug, Clone, Default)]
+    struct InMemorySpanExporter(Arc<Mutex<Vec<SpanData>>>);
+
+    impl InMemorySpanExporter {
+        fn get_finished_spans(&self) -> Option<Vec<SpanData>> {
+            self.0.lock().ok().map(|s| s.clone())
+        }
+    }
+
+    impl SpanExporter for InMemorySpanExporter {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            if let Ok(mut spans) = self.0.lock() {
+                spans.extend(batch);
+            }
+            Ok(())
+        }
+    }
+
+    fn db_span(name: &'static str) -> DbSpan {
+        DbSpan {
+            trace_id: TraceId::from(1u128),
+            span_id: SpanId::from(2u64),
+            parent_span_id: SpanId::INVALID,
+            parent_remote: false,
+            start: SystemTime::UNIX_EPOCH,
+            end: SystemTime::UNIX_EPOCH + Duration::from_millis(3),
+            name,
+            kind: SpanKind::Client,
+            what: What::Pool {
+                pool: "p",
+                connection_id: 7,
+            },
+        }
+    }
+
+    #[test]
+    fn spans_from_every_thread_are_exported_on_flush() {
+        let exporter = InMemorySpanExporter::default();
+        let queue = SpanQueue::start(exporter.clone()).unwrap_or_else(|e| panic!("{e}"));
+        queue.push(db_span("main"));
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| queue.push(db_span("other")));
+            }
+        });
+        queue.flush().unwrap_or_else(|e| panic!("{e}"));
+        let spans = exporter.get_finished_spans().unwrap_or_default();
+        assert_eq!(spans.len(), 4);
+        let acquire = &spans[0];
+        assert_eq!(
+            acquire
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "pgline.connection.id")
+                .map(|kv| kv.value.to_string()),
+            Some("7".to_owned())
+        );
+        // The buffers of the three threads that ended are forgotten.
+        queue.flush().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(queue.inner.buffers.lock().map(|b| b.len()).unwrap_or(0), 1);
+        queue
+            .shutdown(Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // After shutdown, spans are dropped quietly.
+        queue.push(db_span("late"));
+        assert!(queue.flush().is_err());
+    }
+
+    #[test]
+    fn a_full_buffer_drops_and_counts() {
+        let exporter = InMemorySpanExporter::default();
+        let queue = SpanQueue::start(exporter.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let limit = queue.inner.max_queue;
+        // Hold the export thread off this buffer by filling it faster than
+        // it drains: the count is exact either way.
+        for _ in 0..limit * 3 {
+            queue.push(db_span("many"));
+        }
+        queue.flush().unwrap_or_else(|e| panic!("{e}"));
+        let exported = exporter.get_finished_spans().unwrap_or_default().len() as u64;
+        assert_eq!(exported + queue.dropped(), (limit * 3) as u64);
+        queue
+            .shutdown(Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
