@@ -12,9 +12,9 @@
 //! Then, unless `--no-telemetry` or a `--scenario` filter that does not name
 //! it, the telemetry rows: `checkout_select1_telemetry` with the pool bare,
 //! with metrics and logs, and with span export, from
-//! `cargo bench -p pgline-telemetry --bench overhead` (each variant in a
-//! process of its own, because a global tracing subscriber cannot be
-//! uninstalled). They are appended to stdout and `--out`.
+//! `cargo bench -p pgline-telemetry --bench overhead` (the three side by side
+//! in one process, in alternating slices, compared round by round). They are
+//! appended to stdout and `--out`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -99,9 +99,9 @@ fn wants_telemetry(extra: &[String]) -> bool {
 
 /// Runs the telemetry-overhead bench and passes its JSON rows on.
 fn telemetry_rows(root: &Path, quick: bool, out: Option<&Path>) -> anyhow::Result<()> {
-    let (seconds, rounds) = if quick { ("1", "1") } else { ("2", "3") };
+    let (seconds, rounds) = if quick { ("0.5", "4") } else { ("1", "15") };
     eprintln!(
-        "[telemetry] checkout_select1_telemetry: bare, metrics, tracing ({rounds} round(s) of {seconds} s)"
+        "[telemetry] checkout_select1_telemetry: bare, metrics, tracing ({rounds} rounds of a {seconds} s slice each)"
     );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)

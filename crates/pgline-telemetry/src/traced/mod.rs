@@ -257,3 +257,131 @@ impl SessionLayer for TraceLayer {
         Box::new(TracedSession::new(session, Arc::clone(&self.0), self.1))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::task::{Context, Poll, Waker};
+
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor as _};
+    use pgline_core::{ErrorKind, PoolEvent, PoolListener as _};
+
+    use super::*;
+    use crate::traced::queue::SpanQueue;
+    use crate::traced::spans::{DbTracer, SamplerChoice};
+
+    /// Keeps what it is given.
+    #[derive(Debug, Clone, Default)]
+    struct Keep(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanExporter for Keep {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            if let Ok(mut spans) = self.0.lock() {
+                spans.extend(batch);
+            }
+            Ok(())
+        }
+    }
+
+    /// A database whose statements wait for the pool (an `acquire` event
+    /// after the first poll) and then never finish.
+    #[derive(Clone)]
+    struct Stuck(Arc<crate::PoolObserver>);
+
+    impl Database for Stuck {
+        async fn query(&self, _: &str, _: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+            let mut polled = false;
+            std::future::poll_fn(|_| {
+                if polled {
+                    self.0.on_event(&PoolEvent::Acquire {
+                        connection_id: 3,
+                        wait: Duration::from_millis(5),
+                    });
+                }
+                polled = true;
+                Poll::<()>::Pending
+            })
+            .await;
+            Ok(Vec::new())
+        }
+
+        async fn execute(&self, _: &str, _: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+            Err(DbError::new(ErrorKind::Rejected))
+        }
+
+        async fn batch_execute(&self, _: &str) -> Result<(), DbError> {
+            Ok(())
+        }
+
+        async fn transaction<T, E, F>(&self, _f: F) -> Result<T, E>
+        where
+            T: Send,
+            E: TransactionError,
+            F: for<'s> Fn(&'s mut dyn Session) -> BoxFuture<'s, Result<T, E>> + Send + Sync,
+        {
+            Err(DbError::new(ErrorKind::Rejected).into())
+        }
+
+        fn stats(&self) -> PoolStats {
+            PoolStats::default()
+        }
+
+        async fn health(&self, _: Duration) -> HealthReport {
+            HealthReport::new(true, Duration::ZERO, self.stats(), "stuck", None)
+        }
+
+        async fn close(&self, _: Duration) -> CloseReport {
+            CloseReport::default()
+        }
+
+        fn backend(&self) -> &'static str {
+            "stuck"
+        }
+    }
+
+    #[test]
+    fn a_statement_dropped_at_each_await_is_reported_cancelled_with_its_acquire_under_it() {
+        let kept = Keep::default();
+        let queue = SpanQueue::start(kept.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let tracer = DbTracer::new(queue.clone(), SamplerChoice::default(), Duration::ZERO);
+        let resource = crate::setup::resource("test");
+        let metrics =
+            Metrics::build(resource, None, Some(tracer)).unwrap_or_else(|e| panic!("{e}"));
+        let db = Traced::new(Stuck(metrics.pool_listener("p")), "plant", "db", 5432)
+            .with_metrics(&metrics);
+        let mut cx = Context::from_waker(Waker::noop());
+        // Dropped before the first poll (nothing ran: no span), after one
+        // poll, after two (the second delivers the acquire).
+        for polls in 0..3 {
+            let mut statement = std::pin::pin!(db.query("SELECT 1", &[]));
+            for _ in 0..polls {
+                assert!(statement.as_mut().poll(&mut cx).is_pending());
+                assert_eq!(spans::current_parent(), None, "restored after each poll");
+            }
+        }
+        queue.force_flush().unwrap_or_else(|e| panic!("{e}"));
+        let spans = kept.0.lock().map(|s| s.clone()).unwrap_or_default();
+        let statements: Vec<_> = spans.iter().filter(|s| s.name == "SELECT plant").collect();
+        assert_eq!(statements.len(), 2);
+        for statement in &statements {
+            let error = statement
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "error.type")
+                .map(|kv| kv.value.to_string());
+            assert_eq!(error.as_deref(), Some("cancelled"));
+        }
+        let acquires: Vec<_> = spans.iter().filter(|s| s.name == "acquire").collect();
+        assert_eq!(acquires.len(), 1);
+        assert!(
+            statements
+                .iter()
+                .any(|s| s.span_context.span_id() == acquires[0].parent_span_id),
+            "the acquire is a child of the statement that waited"
+        );
+        queue
+            .shutdown_with_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}

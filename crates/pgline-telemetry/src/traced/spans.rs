@@ -500,6 +500,41 @@ mod tests {
             .unwrap_or_else(|e| panic!("runtime: {e}"))
     }
 
+    fn shown(text: Text) -> String {
+        match text {
+            Text::Static(s) => s.to_owned(),
+            Text::Owned(s) => s.into(),
+        }
+    }
+
+    #[test]
+    fn a_reused_buffer_never_shows_the_text_it_held_before() {
+        // The same address, the same length, another statement: the cache
+        // must compare the text, not only where it lives.
+        let mut buffer = String::from("SELECT a FROM t WHERE b = $1");
+        assert_eq!(
+            shown(query_text(&buffer, true)),
+            "SELECT a FROM t WHERE b = $1"
+        );
+        buffer.replace_range(7..8, "z");
+        assert_eq!(
+            shown(query_text(&buffer, true)),
+            "SELECT z FROM t WHERE b = $1"
+        );
+        // Without parameters the literals go, whatever the cache holds.
+        buffer.clear();
+        buffer.push_str("SELECT 'secret-42' FROM t WHERE b = 1");
+        assert_eq!(
+            shown(query_text(&buffer, false)),
+            "SELECT ? FROM t WHERE b = ?"
+        );
+        assert_eq!(
+            shown(query_text(&buffer, true)),
+            "SELECT 'secret-42' FROM t WHERE b = 1",
+            "text that came with parameters is shown as written"
+        );
+    }
+
     #[test]
     fn interned_strings_are_shared() {
         let a = intern(&String::from("SELECT plant"));
