@@ -97,7 +97,11 @@ pub(crate) fn operation(sql: &str) -> Option<usize> {
         .take_while(|b| b.is_ascii_alphabetic())
         .count();
     let word = &sql[i..i + word_len];
-    KEYWORDS.iter().position(|k| k.eq_ignore_ascii_case(word))
+    let first = word.as_bytes().first()?.to_ascii_uppercase();
+    // The first byte and the length rule out nearly every keyword cheaply.
+    KEYWORDS.iter().position(|k| {
+        k.len() == word_len && k.as_bytes()[0] == first && k.eq_ignore_ascii_case(word)
+    })
 }
 
 /// A statement's text as telemetry shows it: unchanged when it came with
