@@ -179,6 +179,9 @@ impl std::fmt::Debug for SpanQueue {
     }
 }
 
+/// Dropped spans are reported at most this often.
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(60);
+
 /// How long `force_flush` waits for the export thread.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -232,7 +235,8 @@ impl SpanQueue {
         if inner.closed.load(Ordering::Relaxed) {
             return;
         }
-        let full = LOCAL.with(|local| {
+        // `try_with`: a span may end while its thread is tearing down.
+        let full = LOCAL.try_with(|local| {
             let mut local = local.borrow_mut();
             let buffer = match local.iter().find(|(id, _)| *id == inner.id) {
                 Some((_, buffer)) => buffer,
@@ -257,6 +261,10 @@ impl SpanQueue {
             records.push(record);
             records.len() == inner.max_batch
         });
+        let Ok(full) = full else {
+            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         if full {
             inner.signal().export_now = true;
             inner.wake.notify_one();
@@ -342,6 +350,7 @@ impl SpanProcessor for SpanQueue {
 fn export_loop<E: SpanExporter>(inner: &Inner, exporter: E) {
     let mut last_export = Instant::now();
     let mut dropped_reported = 0;
+    let mut dropped_at = None;
     loop {
         let signal = inner.signal();
         let wait = inner.delay.saturating_sub(last_export.elapsed());
@@ -359,17 +368,21 @@ fn export_loop<E: SpanExporter>(inner: &Inner, exporter: E) {
         last_export = Instant::now();
         let result = export(inner, &exporter, inner.drain());
         let dropped = inner.dropped.load(Ordering::Relaxed);
-        if dropped > dropped_reported {
-            // At most one line per drain (every few seconds).
+        if dropped > dropped_reported
+            && dropped_at.is_none_or(|at: Instant| at.elapsed() >= DROP_REPORT_EVERY)
+        {
+            // The first time at once, then at most once a minute: a collector
+            // that stalls must not flood the log.
             tracing::warn!(
                 target: crate::setup::export::EXPORT_TARGET,
                 dropped = dropped - dropped_reported,
                 queue_size = inner.max_queue,
-                "spans dropped: a thread finished more spans than OTEL_BSP_MAX_QUEUE_SIZE between two exports"
+                "spans dropped: a thread finished more spans than OTEL_BSP_MAX_QUEUE_SIZE \
+                 before the export thread could take them"
             );
             dropped_reported = dropped;
+            dropped_at = Some(Instant::now());
         }
-
         let mut signal = inner.signal();
         signal.flush_done = flush_target;
         signal.last = Some(result);

@@ -399,7 +399,7 @@ thread_local! {
 pub(crate) fn query_text(sql: &str, parameterized: bool) -> Text {
     let address = sql.as_ptr() as usize;
     let slot = (address >> 3 ^ sql.len()) % TEXT_CACHE_SLOTS;
-    TEXT_CACHE.with(|cache| {
+    let cached = TEXT_CACHE.try_with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(hit) = &cache[slot]
             && hit.address == address
@@ -421,6 +421,14 @@ pub(crate) fn query_text(sql: &str, parameterized: bool) -> Text {
             }
             None => Text::Owned(shown.into()),
         }
+    });
+    // Only while the thread is tearing down.
+    cached.unwrap_or_else(|_| {
+        Text::Owned(
+            crate::sql::QueryText::new(sql, parameterized)
+                .to_cow()
+                .into(),
+        )
     })
 }
 
