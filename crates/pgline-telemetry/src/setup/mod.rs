@@ -253,8 +253,10 @@ impl Telemetry {
 
     /// The `tracing` subscriber: log lines in `format` to `writer`, filtered
     /// by `log`'s directives (`RUST_LOG`, else `LOG_LEVEL`), and, when
-    /// tracing is on, spans to OpenTelemetry (info and above, plus pgline's
-    /// debug-level database spans, whatever the log level).
+    /// tracing is on, `tracing` spans at info and above (a request's span)
+    /// to OpenTelemetry, whatever the log level. The database spans do not
+    /// need it: [`Traced`](crate::Traced) and the pool listener make them
+    /// directly.
     pub fn subscriber<W>(
         &self,
         log: &LogConfig,
