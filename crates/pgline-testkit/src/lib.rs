@@ -16,6 +16,8 @@
 //! - [`PgBouncer::start`]: a throwaway PgBouncer in transaction pooling mode in front
 //!   of a server (Debian's `pgbouncer` package; a missing binary is an error that says
 //!   how to install it).
+//! - `otlp::Receiver` (cargo feature `otlp`): an in-process OTLP/gRPC collector that
+//!   keeps the spans and metrics a test's service exports.
 //!
 //! When PostgreSQL is missing, starting fails (and [`PgServer::shared`] panics) with a
 //! message saying to install it with `apt-get install postgresql`: a test that needs a
@@ -85,6 +87,8 @@
 mod bins;
 mod bouncer;
 mod error;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod procs;
 mod proxy;
 mod rt;

@@ -8,5 +8,4 @@
 mod common;
 mod otlp;
 mod prometheus;
-mod receiver;
 mod secrets;

@@ -9,11 +9,11 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use pgline_async::PoolOptions;
 use pgline_core::{Database, DbError};
 use pgline_telemetry::{LogFormat, Telemetry, Traced};
+use pgline_testkit::otlp::{Receiver, attr};
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
 use crate::common::{Capture, bounded, dispatch, fresh_config, pool, serial};
-use crate::receiver::{Receiver, attr};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -60,7 +60,7 @@ fn by_text<'a>(spans: &'a [(String, Span)], text: &str) -> &'a Span {
 async fn statements_and_transactions_arrive_as_linked_spans_with_metrics() {
     bounded("the OTLP test", async {
         let _serial = serial().await;
-        let (receiver, addr) = Receiver::start().await;
+        let (receiver, addr) = Receiver::start().await.unwrap();
         let config = fresh_config(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
             ("OTEL_SERVICE_NAME", "pgline-it".to_owned()),

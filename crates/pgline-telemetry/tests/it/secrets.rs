@@ -6,11 +6,11 @@ use std::time::Duration;
 use pgline_async::PoolOptions;
 use pgline_core::{Database, DbError};
 use pgline_telemetry::{LogFormat, Telemetry, Traced};
+use pgline_testkit::otlp::{Receiver, attr};
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
 use crate::common::{Capture, bounded, config_for, dispatch, fresh_config, pool, serial};
-use crate::receiver::{Receiver, attr};
 
 const PASSWORD: &str = "pw-Zebra-7731-Secret";
 const BARCODE: &str = "param-Quokka-4412";
@@ -22,7 +22,7 @@ const ROLE: &str = "it_secret_role";
 async fn no_password_or_parameter_value_appears_anywhere() {
     bounded("the secrets test", async {
         let _serial = serial().await;
-        let (receiver, addr) = Receiver::start().await;
+        let (receiver, addr) = Receiver::start().await.unwrap();
         let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"));
         let admin = fresh_config(std::slice::from_ref(&endpoint)).await;
         let config = config_for(
