@@ -13,14 +13,16 @@ use tower_http::timeout::TimeoutLayer;
 use crate::auth::{self, Gate};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{api, health};
+use crate::{api, health, trace};
 
 /// The dashboard page: one file, no build step; it polls `/status`.
 const DASHBOARD: &str = include_str!("../assets/dashboard.html");
 
 /// The whole HTTP surface: the manufacturing API, the health endpoints and
 /// the dashboard, with the body limit and request timeout of `state.limits`
-/// and the authentication of `state.auth`.
+/// and the authentication of `state.auth`. Every routed request runs in a
+/// server span named after its route (`POST /api/orders`) that continues the
+/// caller's W3C `traceparent`; its attributes are listed in docs/tracing.md.
 ///
 /// | endpoints | who may call them |
 /// |---|---|
@@ -73,6 +75,10 @@ where
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
+        // Last, so outermost: the span covers the timeout (a 408 is recorded),
+        // the body limit and authentication (401/403 too). A route layer runs
+        // after routing, where `MatchedPath` is known; the 404 fallback gets none.
+        .route_layer(middleware::from_fn(trace::request_span))
         .with_state(state)
 }
 

@@ -42,6 +42,7 @@ mod replica;
 mod run;
 mod state;
 mod tls;
+mod trace;
 
 pub use app::app;
 pub use auth::{Auth, AuthFailures, AuthenticatedStation, FailureReason, hash_token};
