@@ -102,7 +102,7 @@ where
 {
     // The request's head is kept for the log line of a 403 before the body
     // is read.
-    let attempt = Attempt::new(request.method(), request.uri(), client_address(&request));
+    let attempt = Attempt::new(&request, client_address(&request));
     let ApiJson(body) = ApiJson::<EventRequest>::from_request(request, &state).await?;
     let station = match (station, body.station) {
         (Some(Extension(AuthenticatedStation(own))), Some(claimed)) if claimed != own => {

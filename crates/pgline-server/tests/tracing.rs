@@ -107,6 +107,26 @@ async fn station_request_is_one_trace() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    // Refused requests are logged (and traced) by route, never by path: the
+    // barcode and order number in these paths must not leave the process.
+    let (status, _) = http(
+        addr,
+        "GET",
+        &format!("/api/orders/{ORDER_NUMBER}"),
+        &[("authorization", "Bearer not-a-token-of-this-plant")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = http(
+        addr,
+        "POST",
+        &format!("/api/panels/{BARCODE}/events"),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        Some(r#"{"event_type":"SCANNED","station":"ST-99"}"#),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
 
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
@@ -206,7 +226,25 @@ async fn station_request_is_one_trace() {
     }
 
     // The lookup: a root span of its own trace, named by the route template.
-    let lookup = one(&spans, "GET /api/orders/{order_number}");
+    let status_of = |span: &Span| attr(&span.attributes, "http.response.status_code");
+    let lookups: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "GET /api/orders/{order_number}")
+        .collect();
+    let mut statuses: Vec<_> = lookups.iter().map(|s| status_of(s)).collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [Some("200".to_owned()), Some("401".to_owned())],
+        "the lookup and the refused one"
+    );
+    let lookup = lookups
+        .iter()
+        .find(|s| status_of(s).as_deref() == Some("200"))
+        .copied()
+        .unwrap();
+    let refused_event = one(&spans, "POST /api/panels/{barcode}/events");
+    assert_eq!(status_of(refused_event).as_deref(), Some("403"));
     println!("{}", tree(&spans, lookup));
     assert_eq!(lookup.kind, SpanKind::Server as i32);
     assert!(lookup.parent_span_id.is_empty(), "no traceparent: a root");

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::{Method, Uri};
+use axum::http::Method;
 
 /// Why an attempt failed, as counted and logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,13 +112,21 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
-    /// Longest path logged: paths are the caller's text.
+    /// Longest route logged.
     const MAX_PATH: usize = 200;
 
-    pub(crate) fn new(method: &Method, uri: &Uri, client: Option<SocketAddr>) -> Self {
+    /// The attempt of `request`: its method and its route template
+    /// (`/api/panels/{barcode}/events`), never the concrete path, whose
+    /// barcodes and order numbers are parameter values of the statements
+    /// behind it.
+    pub(crate) fn new(request: &axum::extract::Request, client: Option<SocketAddr>) -> Self {
+        let route = request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map_or("(unrouted)", axum::extract::MatchedPath::as_str);
         Self {
-            method: method.clone(),
-            path: bounded(uri.path(), Self::MAX_PATH),
+            method: request.method().clone(),
+            path: bounded(route, Self::MAX_PATH),
             client,
         }
     }

@@ -196,7 +196,7 @@ fn refuse(gate: &Gate, request: &Request, refusal: Refusal, schemes: Schemes) ->
         Refusal::Malformed(detail) => (FailureReason::InvalidToken, detail),
         Refusal::Unknown => (FailureReason::InvalidToken, "unknown token"),
     };
-    Attempt::new(request.method(), request.uri(), client_address(request)).refused(
+    Attempt::new(request, client_address(request)).refused(
         &gate.failures,
         reason,
         detail,

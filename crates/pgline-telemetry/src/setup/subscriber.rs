@@ -5,8 +5,9 @@ use std::str::FromStr;
 
 use opentelemetry_sdk::trace::SdkTracer;
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::filter::{EnvFilter, FilterExt as _, Targets, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::Filter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::{Layer, Registry};
 
@@ -92,16 +93,20 @@ pub(crate) fn log_filter(directives: &str) -> Result<EnvFilter, TelemetryError> 
 }
 
 /// What reaches the exporter through `tracing`, whatever the log level:
-/// spans and events at info and above (a request's span), and nothing from
-/// the exporter's own stack (whose spans would otherwise be exported in a
-/// loop). The database spans do not pass through `tracing`.
-pub(crate) fn export_filter() -> Targets {
+/// spans at info and above (a request's span), and nothing from the
+/// exporter's own stack (whose spans would otherwise be exported in a loop).
+/// Events are not exported as span events: they are log lines, and a log
+/// line from another crate (a server notice relayed by tokio-postgres, say)
+/// may quote values that must not leave the process. The database spans do
+/// not pass through `tracing`.
+pub(crate) fn export_filter() -> impl Filter<Registry> {
     Targets::new()
         .with_default(LevelFilter::INFO)
         .with_target("opentelemetry", LevelFilter::OFF)
         .with_target("h2", LevelFilter::OFF)
         .with_target("hyper", LevelFilter::OFF)
         .with_target("tonic", LevelFilter::OFF)
+        .and(filter_fn(|metadata| metadata.is_span()))
 }
 
 /// The subscriber: the log layer, and the OpenTelemetry layer when `tracer`
