@@ -4,12 +4,14 @@
 //!
 //! `cargo bench -p pgline-telemetry --bench overhead [-- SECONDS ROUNDS [noio]]`
 //!
-//! - `bare`, `metrics`, `tracing`: 8 tasks on a pool of 8 against the
+//! - `bare`, `metrics`, `tracing`, `otlp`: 8 tasks on a pool of 8 against the
 //!   testkit's PostgreSQL. `metrics` is `Traced` with metrics and the pool
 //!   listener, no span export (a service without a collector); `tracing`
-//!   also makes a span for every statement, processed by the SDK's batch
-//!   processor and dropped at the exporter (a service exporting every span).
-//!   The three run in one process, each with a pool of its own, one after
+//!   also makes a span for every statement, queued, turned into the SDK's
+//!   span data and dropped at the exporter; `otlp` exports them (and the
+//!   metrics) over OTLP/gRPC to a collector in the bench's parent process,
+//!   encoding and sending included (a service exporting every span).
+//!   The four run in one process, each with a pool of its own, one after
 //!   another in slices of SECONDS, ROUNDS times, the order rotating each
 //!   round: the machine's load drifts over seconds, so comparing neighbouring
 //!   slices is far steadier than comparing separate runs. The process has the
@@ -40,7 +42,7 @@ use pgline_telemetry::{LogFormat, Telemetry, Traced};
 const CONCURRENCY: usize = 8;
 const POOL_SIZE: u32 = 8;
 /// The variants against PostgreSQL, measured side by side in one process.
-const REAL: [&str; 3] = ["bare", "metrics", "tracing"];
+const REAL: [&str; 4] = ["bare", "metrics", "tracing", "otlp"];
 /// The variants without I/O, each in a process of its own.
 const NOIO: [&str; 3] = ["noio-bare", "noio-metrics", "noio-tracing"];
 /// Not measured: the start of each slice, while tasks and connections warm up.
@@ -89,6 +91,25 @@ fn main() {
     if !noio_only {
         let server = pgline_testkit::PgServer::shared();
         let db = server.fresh_database_blocking().unwrap();
+        // The collector of the `otlp` variant, in this process (not measured).
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let collector = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let (receiver, addr) = pgline_testkit::otlp::Receiver::start_counting()
+                    .await
+                    .unwrap();
+                addr_tx.send(addr).unwrap();
+                let _ = stop_rx.await;
+                receiver.span_count()
+            })
+        });
+        let collector_addr = addr_rx.recv().unwrap();
         println!(
             "checkout_select1: pool {POOL_SIZE}, concurrency {CONCURRENCY}, {rounds} rounds of one {seconds} s slice per variant"
         );
@@ -97,11 +118,14 @@ fn main() {
             .env("PGLINE_BENCH_VARIANT", "interleaved")
             .env("PGLINE_BENCH_PORT", server.port().to_string())
             .env("PGLINE_BENCH_DB", &db)
+            .env("PGLINE_BENCH_OTLP", format!("http://{collector_addr}"))
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "interleaved: {stdout}{stderr}");
+        let _ = stop_tx.send(());
+        let received = collector.join().unwrap();
         // Lines `round variant ops cpu p50 p99`.
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); REAL.len()];
         for line in stdout.lines() {
@@ -118,6 +142,8 @@ fn main() {
             });
         }
         report(&samples);
+        println!("otlp: the collector received {received} spans");
+        assert!(received > 0, "the otlp variant exported nothing");
     }
 
     let mut noio: Vec<Vec<f64>> = vec![Vec::new(); NOIO.len()];
@@ -231,16 +257,24 @@ fn child(variant: &str, args: &[String]) {
             variants.push(real_variant(name, &config).await);
         }
         // The service's log subscriber, installed for every variant alike.
-        if let Some(telemetry) = &variants[2].1 {
+        if let Some(telemetry) = &variants[3].1 {
             let subscriber = telemetry
                 .subscriber(&config.log, LogFormat::Text, std::io::sink)
                 .unwrap();
             tracing::subscriber::set_global_default(subscriber).unwrap();
         }
+        // `PGLINE_BENCH_ONLY=a,b`: measure those variants only (profiling).
+        let only = std::env::var("PGLINE_BENCH_ONLY").ok();
         for round in 0..rounds {
             for k in 0..REAL.len() {
                 // Rotate the order so that no variant always runs first.
                 let i = (k + round) % REAL.len();
+                if only
+                    .as_deref()
+                    .is_some_and(|o| !o.split(',').any(|v| v == REAL[i]))
+                {
+                    continue;
+                }
                 let s = measure(&variants[i].0, period).await;
                 println!(
                     "{round} {} {} {} {} {}",
@@ -266,13 +300,20 @@ async fn real_variant(variant: &str, config: &pgline_config::Config) -> (Run, Op
         "bare" => None,
         // Metrics only: no endpoint, so no spans.
         "metrics" => Some(Telemetry::builder(&config.telemetry).build().unwrap()),
-        // Spans processed by the SDK and dropped at the exporter.
+        // Spans processed and dropped at the exporter.
         "tracing" => Some(
             Telemetry::builder(&config.telemetry)
                 .discard_export()
                 .build()
                 .unwrap(),
         ),
+        // Spans (and metrics) exported over OTLP/gRPC to the collector in
+        // the parent process: encoding and sending included.
+        "otlp" => {
+            let mut exporting = config.telemetry.clone();
+            exporting.otlp_endpoint = Some(std::env::var("PGLINE_BENCH_OTLP").unwrap());
+            Some(Telemetry::builder(&exporting).build().unwrap())
+        }
         other => panic!("unknown variant {other}"),
     };
     let run: Run = match &telemetry {

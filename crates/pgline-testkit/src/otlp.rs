@@ -45,6 +45,9 @@ use crate::TestkitError;
 pub struct Receiver {
     traces: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    /// Counts spans and keeps nothing (benchmarks).
+    counting_only: bool,
+    span_count: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -62,7 +65,18 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        lock(&self.traces).push(request.into_inner());
+        let request = request.into_inner();
+        let spans: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.span_count
+            .fetch_add(spans as u64, std::sync::atomic::Ordering::Relaxed);
+        if !self.counting_only {
+            lock(&self.traces).push(request);
+        }
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -73,7 +87,9 @@ impl MetricsService for Receiver {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        lock(&self.metrics).push(request.into_inner());
+        if !self.counting_only {
+            lock(&self.metrics).push(request.into_inner());
+        }
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -83,7 +99,26 @@ impl Receiver {
     /// that runtime ends; returns the receiver and the address to export to
     /// (`http://{addr}`).
     pub async fn start() -> Result<(Self, SocketAddr), TestkitError> {
-        let receiver = Self::default();
+        Self::serve(Self::default()).await
+    }
+
+    /// Like [`start`](Receiver::start), but only counts the spans it
+    /// receives ([`span_count`](Receiver::span_count)) and keeps nothing: a
+    /// collector for benchmarks that export for minutes.
+    pub async fn start_counting() -> Result<(Self, SocketAddr), TestkitError> {
+        Self::serve(Self {
+            counting_only: true,
+            ..Self::default()
+        })
+        .await
+    }
+
+    /// Spans received so far.
+    pub fn span_count(&self) -> u64 {
+        self.span_count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn serve(receiver: Self) -> Result<(Self, SocketAddr), TestkitError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| TestkitError::io("binding the OTLP receiver to 127.0.0.1", e))?;
