@@ -68,17 +68,58 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(out) = &out {
         cmd.arg("--out").arg(out);
     }
-    cmd.args(&args.extra);
-    let status = cmd
-        .status()
-        .context("running cargo run --release -p pgline-bench")?;
-    if !status.success() {
-        bail!("pgline-bench failed ({status})");
+    // The telemetry row is not pgline-bench's: with a filter naming only it,
+    // pgline-bench does not run.
+    let (scenarios, rest) = split_scenarios(&args.extra);
+    let pool_scenarios: Vec<&str> = scenarios
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != TELEMETRY_ROW)
+        .collect();
+    cmd.args(&rest);
+    if !pool_scenarios.is_empty() {
+        cmd.arg("--scenario").arg(pool_scenarios.join(","));
+    }
+    if scenarios.is_empty() || !pool_scenarios.is_empty() {
+        let status = cmd
+            .status()
+            .context("running cargo run --release -p pgline-bench")?;
+        if !status.success() {
+            bail!("pgline-bench failed ({status})");
+        }
     }
     if !args.no_telemetry && wants_telemetry(&args.extra) {
         telemetry_rows(root, args.quick, out.as_deref())?;
     }
     Ok(())
+}
+
+/// The telemetry rows' scenario name.
+const TELEMETRY_ROW: &str = "checkout_select1_telemetry";
+
+/// The names of `--scenario` filters in `extra`, and the other arguments.
+fn split_scenarios(extra: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut scenarios = Vec::new();
+    let mut rest = Vec::new();
+    let mut args = extra.iter();
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--scenario=") {
+            Some(value) => Some(value.to_owned()),
+            None if arg == "--scenario" => args.next().cloned(),
+            None => None,
+        };
+        match value {
+            Some(value) => scenarios.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            ),
+            None => rest.push(arg.clone()),
+        }
+    }
+    (scenarios, rest)
 }
 
 /// True unless a `--scenario` filter leaves the telemetry rows out.

@@ -188,13 +188,23 @@ fn report(samples: &[Vec<Sample>]) {
         let cpu = pick(|x| x.cpu_us_per_op);
         let ops_ratio = ratio(|x| x.ops_per_sec);
         let cpu_ratio = ratio(|x| x.cpu_us_per_op);
+        // The spread of the paired ratios: the middle half of the rounds.
+        let quartiles = |f: fn(&Sample) -> f64| {
+            let mut r: Vec<f64> = s.iter().zip(bare).map(|(v, b)| f(v) / f(b)).collect();
+            r.sort_by(f64::total_cmp);
+            let at = |q: f64| {
+                r.get((r.len() as f64 * q) as usize)
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            };
+            ((at(0.25) - 1.0) * 100.0, (at(0.75) - 1.0) * 100.0)
+        };
+        let (ops_q1, ops_q3) = quartiles(|x| x.ops_per_sec);
+        let (cpu_q1, cpu_q3) = quartiles(|x| x.cpu_us_per_op);
         println!(
-            "{variant:<8} {ops:>8.0} ops/s {:>+6.1} %   client CPU {cpu:>5.1} us/op {:>+6.1} %   (paired medians)   ops per round {:?}",
+            "{variant:<8} {ops:>8.0} ops/s {:>+6.1} % [{ops_q1:+.0} .. {ops_q3:+.0}]   client CPU {cpu:>5.1} us/op {:>+6.1} % [{cpu_q1:+.0} .. {cpu_q3:+.0}]   (paired medians [middle half of rounds])",
             (ops_ratio - 1.0) * 100.0,
             (cpu_ratio - 1.0) * 100.0,
-            s.iter()
-                .map(|x| x.ops_per_sec.round() as u64)
-                .collect::<Vec<_>>(),
         );
         // The `cargo xtask bench` row (DESIGN's format, plus the telemetry
         // variant, the client CPU per operation and the paired overheads).
@@ -312,7 +322,12 @@ async fn real_variant(variant: &str, config: &pgline_config::Config) -> (Run, Op
         "otlp" => {
             let mut exporting = config.telemetry.clone();
             exporting.otlp_endpoint = Some(std::env::var("PGLINE_BENCH_OTLP").unwrap());
-            Some(Telemetry::builder(&exporting).build().unwrap())
+            Some(
+                Telemetry::builder(&exporting)
+                    .without_metric_export()
+                    .build()
+                    .unwrap(),
+            )
         }
         other => panic!("unknown variant {other}"),
     };

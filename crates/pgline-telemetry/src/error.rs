@@ -20,9 +20,6 @@ pub enum TelemetryError {
         #[source]
         source: tracing_subscriber::filter::ParseError,
     },
-    /// OTLP export over gRPC needs a Tokio runtime to build its channel.
-    #[error("OTLP export needs a Tokio runtime: set telemetry up from inside one")]
-    NoRuntime,
     /// The OTLP exporter could not be built (a malformed endpoint, say).
     #[error("could not build the OTLP {signal} exporter for {endpoint}")]
     Exporter {

@@ -71,6 +71,44 @@ pub struct Telemetry {
     tracer: Option<SdkTracer>,
     metrics: Metrics,
     endpoint: Option<String>,
+    /// Where the OTLP channels run; stopped after the providers (fields
+    /// drop in order).
+    _export_runtime: Option<ExportRuntime>,
+}
+
+/// A one-thread Tokio runtime for the OTLP exporters' gRPC channels.
+struct ExportRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ExportRuntime {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("pgline-otlp".to_owned())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+        })
+    }
+}
+
+impl Drop for ExportRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// Builds a [`Telemetry`]; see [`Telemetry::builder`].
@@ -128,16 +166,21 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Builds the providers. With an OTLP endpoint this must run inside a
-    /// Tokio runtime (the gRPC channel lives on it) and fails with
-    /// [`TelemetryError::NoRuntime`] otherwise. Nothing connects yet: a
-    /// collector that is down shows up as one warn line at the first export.
+    /// Builds the providers. With an OTLP endpoint the gRPC channels live on
+    /// a small runtime of their own (one thread), never on the service's:
+    /// exporting wakes none of the threads that serve requests. Nothing
+    /// connects yet: a collector that is down shows up as one warn line at
+    /// the first export.
     pub fn build(self) -> Result<Telemetry, TelemetryError> {
         let resource = resource(&self.service_name);
         let span_exporter;
         let mut metric_export = None;
+        let mut export_runtime = None;
         if let Some(endpoint) = &self.endpoint {
-            tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
+            let runtime = ExportRuntime::start().map_err(TelemetryError::Thread)?;
+            // The channels are made (and their tasks spawned) on it.
+            let _entered = runtime.handle.enter();
+            export_runtime = Some(runtime);
             let health = ExportHealth::new(endpoint);
             let exporter_error = |signal| {
                 let endpoint = endpoint.clone();
@@ -202,6 +245,7 @@ impl TelemetryBuilder {
             tracer_provider,
             tracer,
             endpoint: self.endpoint,
+            _export_runtime: export_runtime,
         })
     }
 }
@@ -327,7 +371,7 @@ impl std::fmt::Debug for Telemetry {
 ///   provider, and the W3C trace-context propagator, all with
 ///   `service.name` from `OTEL_SERVICE_NAME`.
 ///
-/// Call it inside a Tokio runtime (the gRPC channel lives on it). Keep the
+/// The gRPC channels run on a one-thread runtime of their own. Keep the
 /// guard until the end and finish with [`TelemetryGuard::shutdown`]`.await`,
 /// which exports the last spans; see the guard for what dropping it does.
 ///
