@@ -316,9 +316,9 @@ impl Telemetry {
     /// Exports everything recorded so far, blocking until the collector has
     /// answered or the export timed out.
     ///
-    /// Blocks the calling thread: on a Tokio runtime call it inside
-    /// `spawn_blocking` — on a current-thread runtime it would deadlock,
-    /// because the export needs the runtime this thread drives.
+    /// Blocks the calling thread (the export itself runs on telemetry's own
+    /// threads, so it cannot deadlock): on a Tokio runtime call it inside
+    /// `spawn_blocking` so as not to stall the runtime.
     pub fn force_flush(&self) -> Result<(), TelemetryError> {
         if let Some(provider) = &self.tracer_provider {
             provider
@@ -452,12 +452,11 @@ where
 /// Prefer [`shutdown`](TelemetryGuard::shutdown)`.await`: it waits for the
 /// last export on a blocking thread and works on any Tokio runtime.
 ///
-/// Dropping the guard also shuts down, which blocks until the last export is
-/// done (about ten seconds at most when the collector is down): on a
-/// multi-thread runtime it blocks in place; outside a runtime it blocks the
-/// thread. On a current-thread runtime it cannot wait (the export needs the
-/// thread it would block), so it logs a warning and finishes on a thread of
-/// its own, which the process may not wait for.
+/// Dropping the guard also shuts down, which blocks the dropping thread until
+/// the last export is done (about ten seconds at most when the collector is
+/// down; on a multi-thread runtime through `block_in_place`). The export runs
+/// on telemetry's own threads, so this works on any runtime, but it stalls a
+/// current-thread runtime meanwhile: prefer `shutdown().await`.
 #[must_use = "dropping the guard shuts telemetry down"]
 pub struct TelemetryGuard {
     telemetry: Option<Telemetry>,
@@ -514,19 +513,13 @@ impl Drop for TelemetryGuard {
             finish();
             return;
         }
+        // The export needs none of the caller's threads: blocking here
+        // cannot deadlock.
         match tokio::runtime::Handle::try_current() {
-            Ok(handle)
-                if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread =>
-            {
-                tracing::warn!(
-                    target: export::EXPORT_TARGET,
-                    "TelemetryGuard dropped on a current-thread runtime: the last spans may be lost; \
-                     call `shutdown().await` instead"
-                );
-                std::thread::spawn(finish);
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(finish);
             }
-            Ok(_) => tokio::task::block_in_place(finish),
-            Err(_) => finish(),
+            _ => finish(),
         }
     }
 }

@@ -301,3 +301,51 @@ async fn statements_and_transactions_arrive_as_linked_spans_with_metrics() {
     })
     .await;
 }
+
+/// Telemetry exports on threads of its own: flushing, and dropping the
+/// guard, from a current-thread runtime's only thread completes (it used to
+/// need the caller's runtime, and would have deadlocked).
+#[test]
+fn flushing_from_a_current_thread_runtime_completes() {
+    // The collector on a runtime of its own.
+    let collector = tokio::runtime::Runtime::new().unwrap();
+    let (receiver, addr) = collector.block_on(Receiver::start()).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let config = pgline_config::Config::from_vars([
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}")),
+                ("OTEL_SERVICE_NAME", "pgline-current-thread".to_owned()),
+            ])
+            .unwrap();
+            let telemetry = Telemetry::builder(&config.telemetry)
+                .without_metric_export()
+                .build()
+                .unwrap();
+            let subscriber = dispatch(
+                telemetry
+                    .subscriber(&config.log, LogFormat::Text, Capture::default())
+                    .unwrap(),
+            );
+            async { tracing::info_span!("on a current-thread runtime").in_scope(|| {}) }
+                .with_subscriber(subscriber)
+                .await;
+            // Blocks this runtime's only thread.
+            telemetry.force_flush().unwrap();
+            telemetry.shutdown().unwrap();
+        });
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("flushing from a current-thread runtime did not complete");
+    worker.join().unwrap();
+    assert_eq!(
+        named(&receiver.spans(), "on a current-thread runtime").len(),
+        1
+    );
+}
