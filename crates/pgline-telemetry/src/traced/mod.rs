@@ -260,29 +260,15 @@ impl SessionLayer for TraceLayer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
     use std::task::{Context, Poll, Waker};
 
-    use opentelemetry_sdk::error::OTelSdkResult;
-    use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor as _};
+    use opentelemetry_sdk::trace::SpanProcessor as _;
     use pgline_core::{ErrorKind, PoolEvent, PoolListener as _};
 
     use super::*;
     use crate::traced::queue::SpanQueue;
+    use crate::traced::queue::tests::InMemorySpanExporter;
     use crate::traced::spans::{DbTracer, SamplerChoice};
-
-    /// Keeps what it is given.
-    #[derive(Debug, Clone, Default)]
-    struct Keep(Arc<Mutex<Vec<SpanData>>>);
-
-    impl SpanExporter for Keep {
-        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-            if let Ok(mut spans) = self.0.lock() {
-                spans.extend(batch);
-            }
-            Ok(())
-        }
-    }
 
     /// A database whose statements wait for the pool (an `acquire` event
     /// after the first poll) and then never finish.
@@ -342,7 +328,7 @@ mod tests {
 
     #[test]
     fn a_statement_dropped_at_each_await_is_reported_cancelled_with_its_acquire_under_it() {
-        let kept = Keep::default();
+        let kept = InMemorySpanExporter::default();
         let queue = SpanQueue::start(kept.clone()).unwrap_or_else(|e| panic!("{e}"));
         let tracer = DbTracer::new(queue.clone(), SamplerChoice::default(), Duration::ZERO);
         let resource = crate::setup::resource("test");
@@ -361,7 +347,7 @@ mod tests {
             }
         }
         queue.force_flush().unwrap_or_else(|e| panic!("{e}"));
-        let spans = kept.0.lock().map(|s| s.clone()).unwrap_or_default();
+        let spans = kept.get_finished_spans().unwrap_or_default();
         let statements: Vec<_> = spans.iter().filter(|s| s.name == "SELECT plant").collect();
         assert_eq!(statements.len(), 2);
         for statement in &statements {

@@ -492,15 +492,15 @@ fn span_data(span: DbSpan, scope: &InstrumentationScope) -> SpanData {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Keeps what it is given.
     #[derive(Debug, Clone, Default)]
-    struct InMemorySpanExporter(Arc<Mutex<Vec<SpanData>>>);
+    pub(crate) struct InMemorySpanExporter(Arc<Mutex<Vec<SpanData>>>);
 
     impl InMemorySpanExporter {
-        fn get_finished_spans(&self) -> Option<Vec<SpanData>> {
+        pub(crate) fn get_finished_spans(&self) -> Option<Vec<SpanData>> {
             self.0.lock().ok().map(|s| s.clone())
         }
     }
