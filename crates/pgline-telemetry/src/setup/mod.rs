@@ -33,10 +33,10 @@ const DEFAULT_ACQUIRE_SPAN_THRESHOLD: Duration = Duration::from_millis(1);
 /// How long shutdown waits for the last spans to be exported.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The batch processor every span goes through: those made through
-/// `tracing` (requests) and the database spans. The exporter gets the
-/// resource here, once (the shared processor ignores the provider's call).
-fn batch_processor(
+/// The span queue every span goes through: those made through `tracing`
+/// (requests) and the database spans. The exporter gets the resource here,
+/// once (the queue ignores the provider's call).
+fn span_queue(
     mut exporter: impl SpanExporter + 'static,
     resource: &Resource,
 ) -> Result<SpanQueue, TelemetryError> {
@@ -71,6 +71,8 @@ pub struct Telemetry {
     tracer: Option<SdkTracer>,
     metrics: Metrics,
     endpoint: Option<String>,
+    /// What was wrong with `OTEL_TRACES_SAMPLER`, if anything.
+    sampler_warning: Option<String>,
     /// Where the OTLP channels run; stopped after the providers (fields
     /// drop in order).
     _export_runtime: Option<ExportRuntime>,
@@ -216,19 +218,24 @@ impl TelemetryBuilder {
         } else {
             span_exporter = None;
         }
-        let processor = match span_exporter {
-            Some(exporter) => Some(batch_processor(exporter, &resource)?),
+        let queue = match span_exporter {
+            Some(exporter) => Some(span_queue(exporter, &resource)?),
             None if self.discard && self.endpoint.is_none() => {
-                Some(batch_processor(DiscardSpans, &resource)?)
+                Some(span_queue(DiscardSpans, &resource)?)
             }
             None => None,
         };
-        let sampler = SamplerChoice::from_env();
-        let tracer_provider = processor.as_ref().map(|processor| {
+        let (sampler, sampler_warning) = SamplerChoice::from_env();
+        if let Some(warning) = &sampler_warning {
+            // Seen now when a subscriber is installed; `init` says it again
+            // once its own is.
+            tracing::warn!(target: export::EXPORT_TARGET, "{warning}");
+        }
+        let tracer_provider = queue.as_ref().map(|queue| {
             SdkTracerProvider::builder()
                 .with_resource(resource.clone())
                 .with_sampler(sampler.to_sdk())
-                .with_span_processor(processor.clone())
+                .with_span_processor(queue.clone())
                 .build()
         });
         let tracer = tracer_provider.as_ref().map(|p| {
@@ -238,13 +245,14 @@ impl TelemetryBuilder {
                     .build(),
             )
         });
-        let db_tracer = processor
-            .map(|processor| DbTracer::new(processor, sampler, self.acquire_span_threshold));
+        let db_tracer =
+            queue.map(|queue| DbTracer::new(queue, sampler, self.acquire_span_threshold));
         Ok(Telemetry {
             metrics: Metrics::build(resource, metric_export, db_tracer)?,
             tracer_provider,
             tracer,
             endpoint: self.endpoint,
+            sampler_warning,
             _export_runtime: export_runtime,
         })
     }
@@ -433,6 +441,9 @@ where
     }
     if let Some(tracer) = telemetry.metrics.tracer() {
         crate::traced::spans::set_global(tracer.clone());
+    }
+    if let Some(warning) = &telemetry.sampler_warning {
+        tracing::warn!(target: export::EXPORT_TARGET, "{warning}");
     }
     match telemetry.endpoint() {
         Some(endpoint) => tracing::info!(

@@ -129,26 +129,25 @@ impl Default for SamplerChoice {
 
 impl SamplerChoice {
     /// The standard variables, as the SDK reads them: unknown names and bad
-    /// ratios fall back to the default (`parentbased_always_on`) with a
-    /// warning.
-    pub(crate) fn from_env() -> Self {
+    /// ratios fall back to the default (`parentbased_always_on`), with the
+    /// warning to log.
+    pub(crate) fn from_env() -> (Self, Option<String>) {
         let name = std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default();
         let arg = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok();
         Self::parse(name.trim(), arg.as_deref())
     }
 
-    fn parse(name: &str, arg: Option<&str>) -> Self {
-        let ratio = || {
+    fn parse(name: &str, arg: Option<&str>) -> (Self, Option<String>) {
+        let mut warning = None;
+        let mut ratio = || {
             let r = arg.and_then(|a| a.trim().parse::<f64>().ok());
             match r {
                 Some(r) if (0.0..=1.0).contains(&r) => Rule::Ratio(r),
                 _ => {
-                    tracing::warn!(
-                        target: crate::setup::export::EXPORT_TARGET,
-                        sampler = name,
-                        arg,
-                        "OTEL_TRACES_SAMPLER_ARG must be a ratio between 0 and 1; sampling every trace"
-                    );
+                    warning = Some(format!(
+                        "OTEL_TRACES_SAMPLER={name} needs OTEL_TRACES_SAMPLER_ARG, a ratio between \
+                         0 and 1 (got {arg:?}); sampling every trace"
+                    ));
                     Rule::AlwaysOn
                 }
             }
@@ -161,17 +160,15 @@ impl SamplerChoice {
             "always_off" => (false, Rule::AlwaysOff),
             "traceidratio" => (false, ratio()),
             other => {
-                tracing::warn!(
-                    target: crate::setup::export::EXPORT_TARGET,
-                    sampler = other,
-                    "unknown OTEL_TRACES_SAMPLER (expected always_on, always_off, traceidratio, \
-                     parentbased_always_on, parentbased_always_off or parentbased_traceidratio); \
-                     using parentbased_always_on"
-                );
+                warning = Some(format!(
+                    "unknown OTEL_TRACES_SAMPLER {other:?} (expected always_on, always_off, \
+                     traceidratio, parentbased_always_on, parentbased_always_off or \
+                     parentbased_traceidratio); using parentbased_always_on"
+                ));
                 (true, Rule::AlwaysOn)
             }
         };
-        Self { parent_based, root }
+        (Self { parent_based, root }, warning)
     }
 
     /// The same choice as an SDK sampler, for the spans made through
@@ -438,7 +435,7 @@ mod tests {
 
     #[test]
     fn sampler_names_follow_the_sdk() {
-        let p = SamplerChoice::parse;
+        let p = |name, arg| SamplerChoice::parse(name, arg).0;
         assert_eq!(p("", None), SamplerChoice::default());
         assert_eq!(
             p("always_off", None),
@@ -457,11 +454,14 @@ mod tests {
         // A bad ratio keeps every trace rather than none.
         assert_eq!(p("traceidratio", Some("2")).root, Rule::AlwaysOn);
         assert_eq!(p("xray", None), SamplerChoice::default());
+        let (_, warning) = SamplerChoice::parse("traceidratio", None);
+        assert!(warning.is_some_and(|w| w.contains("OTEL_TRACES_SAMPLER_ARG")));
+        assert_eq!(SamplerChoice::parse("always_off", None).1, None);
     }
 
     #[test]
     fn children_follow_their_parent_when_parent_based() {
-        let choice = SamplerChoice::parse("parentbased_always_off", None);
+        let choice = SamplerChoice::parse("parentbased_always_off", None).0;
         let id = TraceId::from(7u128);
         let parent = |sampled| Parent {
             trace_id: id,
@@ -472,14 +472,14 @@ mod tests {
         assert!(!choice.sampled(None, id), "roots follow the root rule");
         assert!(choice.sampled(Some(parent(true)), id));
         assert!(!choice.sampled(Some(parent(false)), id));
-        let always = SamplerChoice::parse("always_on", None);
+        let always = SamplerChoice::parse("always_on", None).0;
         assert!(always.sampled(Some(parent(false)), id));
     }
 
     #[test]
     fn a_ratio_of_zero_keeps_nothing_and_one_keeps_everything() {
-        let none = SamplerChoice::parse("traceidratio", Some("0"));
-        let all = SamplerChoice::parse("traceidratio", Some("1"));
+        let none = SamplerChoice::parse("traceidratio", Some("0")).0;
+        let all = SamplerChoice::parse("traceidratio", Some("1")).0;
         for i in 1..200u128 {
             let id = TraceId::from(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
             assert!(!none.sampled(None, id));
