@@ -8,13 +8,13 @@ mod common;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Request, StatusCode, header};
-use common::{Answer, call, postgres_state, request, send};
+use common::{Answer, Capture, call, postgres_state, request, send};
 use pgline_config::Config;
 use pgline_mfg::Limits;
 use pgline_server::{Auth, AuthFailures, FailureReason, app, hash_token};
@@ -231,27 +231,6 @@ async fn without_admin_tokens_the_admin_endpoints_are_open() {
     for path in ["/", "/status", "/metrics", "/health/database"] {
         let answer = call(&app, "GET", path, None, None).await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
-    }
-}
-
-/// A `MakeWriter` into a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
     }
 }
 

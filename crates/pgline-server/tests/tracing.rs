@@ -8,19 +8,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{Capture, http, http_with};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use pgline_telemetry::LogFormat;
 use pgline_testkit::PgServer;
 use pgline_testkit::otlp::{Receiver, attr};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// The station's trace: version, trace id, the station's span id, sampled.
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -84,7 +85,7 @@ async fn station_request_is_one_trace() {
     let order = format!(
         r#"{{"order_number":"{ORDER_NUMBER}","panel_type":"FR4","panels":[{{"barcode":"{BARCODE}"}}]}}"#
     );
-    let (status, body) = http(
+    let (status, body) = http_with(
         addr,
         "POST",
         "/api/orders",
@@ -98,7 +99,7 @@ async fn station_request_is_one_trace() {
     assert_eq!(status, 201, "{body}");
     // A lookup without trace context: a trace of its own, rooted at the
     // request, whose path holds the order number.
-    let (status, body) = http(
+    let (status, body) = http_with(
         addr,
         "GET",
         &format!("/api/orders/{ORDER_NUMBER}"),
@@ -109,7 +110,7 @@ async fn station_request_is_one_trace() {
     assert_eq!(status, 200, "{body}");
     // Refused requests are logged (and traced) by route, never by path: the
     // barcode and order number in these paths must not leave the process.
-    let (status, _) = http(
+    let (status, _) = http_with(
         addr,
         "GET",
         &format!("/api/orders/{ORDER_NUMBER}"),
@@ -118,7 +119,7 @@ async fn station_request_is_one_trace() {
     )
     .await;
     assert_eq!(status, 401);
-    let (status, body) = http(
+    let (status, body) = http_with(
         addr,
         "POST",
         &format!("/api/panels/{BARCODE}/events"),
@@ -342,71 +343,11 @@ fn floor(text: &str, mut at: usize) -> usize {
 async fn wait_until_ready(addr: SocketAddr) {
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(addr).await.is_ok()
-            && http(addr, "GET", "/ready", &[], None).await.0 == 200
+            && http(addr, "GET", "/ready", None).await.0 == 200
         {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the server was never ready at {addr}");
-}
-
-/// One HTTP/1.1 request on a connection of its own: status and body.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let body = body.unwrap_or("");
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
-}
-
-/// A log writer that keeps everything written to it.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
