@@ -192,9 +192,22 @@ pub(crate) struct Operation<'q> {
 
 /// How an operation failed, for its span.
 struct Failure<'a> {
-    error_type: &'a str,
+    /// `error.type`: the SQLSTATE, the error's kind, or a fixed word.
+    error_type: Cow<'static, str>,
+    /// The SQLSTATE, when the server sent one.
     status_code: Option<&'a str>,
     error: Option<&'a DbError>,
+}
+
+impl Failure<'_> {
+    /// A failure without a database error (`_OTHER`, `cancelled`).
+    fn word(error_type: &'static str) -> Self {
+        Self {
+            error_type: Cow::Borrowed(error_type),
+            status_code: None,
+            error: None,
+        }
+    }
 }
 
 impl Operation<'_> {
@@ -207,42 +220,35 @@ impl Operation<'_> {
     /// Records the outcome on the span, the duration metric and the log.
     pub(crate) fn finish(mut self, outcome: Outcome<'_>) {
         self.finished = true;
-        match outcome {
-            Outcome::Ok => self.report(None, None),
+        let failure = match outcome {
+            Outcome::Ok => None,
             Outcome::Db(error) => {
                 let code = error.code().map(|c| c.code());
-                let error_type = code.map_or_else(
-                    || Cow::Borrowed(kind_word(error)),
-                    |c| Cow::Owned(c.to_owned()),
-                );
-                let failure = Failure {
-                    error_type: &error_type,
+                Some(Failure {
+                    error_type: code.map_or_else(
+                        || Cow::Borrowed(kind_word(error)),
+                        |c| Cow::Owned(c.to_owned()),
+                    ),
                     status_code: code,
                     error: Some(error),
-                };
-                self.report(Some(failure), Some(error_type.clone()));
+                })
             }
-            Outcome::Other => {
-                let failure = Failure {
-                    error_type: OTHER,
-                    status_code: None,
-                    error: None,
-                };
-                self.report(Some(failure), Some(Cow::Borrowed(OTHER)));
-            }
-        }
+            Outcome::Other => Some(Failure::word(OTHER)),
+        };
+        self.report(failure);
     }
 
-    fn report(&self, failure: Option<Failure<'_>>, error_type: Option<Cow<'static, str>>) {
+    fn report(&self, failure: Option<Failure<'_>>) {
         let elapsed = self.started.elapsed();
         if let (Some(tracer), Some(span)) = (self.shared.tracer(), &self.span) {
             self.end_span(tracer, span, elapsed, failure.as_ref());
         }
+        let error_type = failure.as_ref().map(|f| &f.error_type);
         if self.shared.duration.is_some() {
-            self.record_duration(elapsed, error_type.clone());
+            self.record_duration(elapsed, error_type.cloned());
         }
         let operation = operation_name(self.op);
-        let error_type = error_type.as_deref();
+        let error_type = error_type.map(|e| &**e);
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         let (sql, parameterized) = match self.kind {
             Kind::Statement { sql, parameterized } => (sql, parameterized),
@@ -308,12 +314,12 @@ impl Operation<'_> {
             },
             failure: failure.map(|f| {
                 Box::new(queue::Failure {
-                    error_type: Cow::Owned(f.error_type.to_owned()),
+                    error_type: f.error_type.clone(),
                     status_code: f.status_code.map(str::to_owned),
                     // `DbError`'s text never quotes parameter or row values.
                     message: f
                         .error
-                        .map_or_else(|| f.error_type.to_owned(), ToString::to_string),
+                        .map_or_else(|| f.error_type.to_string(), ToString::to_string),
                 })
             }),
         };
@@ -342,15 +348,11 @@ impl Operation<'_> {
 impl Drop for Operation<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            let failure = Failure {
-                error_type: CANCELLED,
-                status_code: None,
-                error: None,
-            };
-            self.report(Some(failure), Some(Cow::Borrowed(CANCELLED)));
+            self.report(Some(Failure::word(CANCELLED)));
         }
     }
 }
+
 /// `error.type` of an operation whose future was dropped before it finished.
 const CANCELLED: &str = "cancelled";
 /// `error.type` of a transaction closure's own (non-database) error.

@@ -330,21 +330,45 @@ pub(crate) fn global() -> Option<&'static DbTracer> {
     GLOBAL.get()
 }
 
+/// Texts leaked once each and shared for the life of the process, with
+/// their total size.
+#[derive(Default)]
+struct Interned {
+    set: HashSet<&'static str>,
+    bytes: usize,
+}
+
+impl Interned {
+    /// `s` as a `&'static str`; `None` when adding it would pass `max`
+    /// (texts, bytes).
+    fn get(&mut self, s: &str, max: (usize, usize)) -> Option<&'static str> {
+        if let Some(found) = self.set.get(s) {
+            return Some(found);
+        }
+        if self.set.len() >= max.0 || self.bytes.saturating_add(s.len()) > max.1 {
+            return None;
+        }
+        let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+        self.bytes = self.bytes.saturating_add(s.len());
+        self.set.insert(leaked);
+        Some(leaked)
+    }
+}
+
+fn lock(set: &'static OnceLock<Mutex<Interned>>) -> std::sync::MutexGuard<'static, Interned> {
+    set.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
 /// `s` as a `&'static str`, made once per distinct text: span names and the
 /// constant attributes of a handle (database, server), so that a span copies
 /// no string for them. The set only grows with new handle descriptions.
 pub(crate) fn intern(s: &str) -> &'static str {
-    static SET: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut set = SET
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(found) = set.get(s) {
-        return found;
-    }
-    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
-    set.insert(leaked);
-    leaked
+    static SET: OnceLock<Mutex<Interned>> = OnceLock::new();
+    lock(&SET)
+        .get(s, (usize::MAX, usize::MAX))
+        .unwrap_or_else(|| unreachable!("no bound: saturating sizes never pass usize::MAX"))
 }
 
 /// Statement texts kept for the life of the process, at most: a service
@@ -355,22 +379,8 @@ const TEXT_BYTES_MAX: usize = 4 << 20;
 
 /// `text` as a `&'static str` while the bounds above allow.
 fn intern_text(text: &str) -> Option<&'static str> {
-    static SET: OnceLock<Mutex<(HashSet<&'static str>, usize)>> = OnceLock::new();
-    let mut guard = SET
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    let (set, bytes) = &mut *guard;
-    if let Some(found) = set.get(text) {
-        return Some(found);
-    }
-    if set.len() >= TEXTS_MAX || *bytes + text.len() > TEXT_BYTES_MAX {
-        return None;
-    }
-    let leaked: &'static str = Box::leak(text.to_owned().into_boxed_str());
-    *bytes += text.len();
-    set.insert(leaked);
-    Some(leaked)
+    static SET: OnceLock<Mutex<Interned>> = OnceLock::new();
+    lock(&SET).get(text, (TEXTS_MAX, TEXT_BYTES_MAX))
 }
 
 /// One slot of a thread's statement-text cache: the statement as it came
