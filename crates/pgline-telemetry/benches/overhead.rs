@@ -7,8 +7,8 @@
 //! - `bare`, `metrics`, `tracing`, `otlp`: 8 tasks on a pool of 8 against the
 //!   testkit's PostgreSQL. `metrics` is `Traced` with metrics and the pool
 //!   listener, no span export (a service without a collector); `tracing`
-//!   also makes a span for every statement, queued, turned into the SDK's
-//!   span data and dropped at the exporter; `otlp` exports them (and the
+//!   also makes a span for every statement, queued, encoded as OTLP protobuf and
+//!   dropped at the sink; `otlp` exports them (and the
 //!   metrics) over OTLP/gRPC to a collector in the bench's parent process,
 //!   encoding and sending included (a service exporting every span).
 //!   The four run in one process, each with a pool of its own, one after

@@ -31,6 +31,14 @@ pub enum TelemetryError {
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
     },
+    /// The OTLP endpoint cannot be used for span export.
+    #[error("OTEL_EXPORTER_OTLP_ENDPOINT: cannot export spans to {endpoint:?}: {reason}")]
+    Endpoint {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The span export thread could not be started.
     #[error("could not start the span export thread")]
     Thread(#[source] std::io::Error),

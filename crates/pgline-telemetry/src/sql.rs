@@ -92,17 +92,27 @@ pub(crate) fn operation(sql: &str) -> Option<usize> {
             _ => break,
         }
     }
-    let word_len = bytes[i..]
-        .iter()
-        .take_while(|b| b.is_ascii_alphabetic())
-        .count();
-    let word = &sql[i..i + word_len];
-    let first = word.as_bytes().first()?.to_ascii_uppercase();
-    // The first byte and the length rule out nearly every keyword cheaply.
-    KEYWORDS.iter().position(|k| {
-        k.len() == word_len && k.as_bytes()[0] == first && k.eq_ignore_ascii_case(word)
-    })
+    // The word, upper-cased, as long as a keyword can be: a simple loop
+    // (an iterator chain here cost several times more per statement).
+    let mut word = [0u8; LONGEST_KEYWORD];
+    let mut len = 0;
+    while let Some(&b) = bytes.get(i + len) {
+        if !b.is_ascii_alphabetic() {
+            break;
+        }
+        if len == LONGEST_KEYWORD {
+            return None;
+        }
+        word[len] = b.to_ascii_uppercase();
+        len += 1;
+    }
+    let word = &word[..len];
+    // Slices compare their lengths first: most keywords cost one comparison.
+    KEYWORDS.iter().position(|k| k.as_bytes() == word)
 }
+
+/// The length of the longest of [`KEYWORDS`].
+const LONGEST_KEYWORD: usize = 10;
 
 /// A statement's text as telemetry shows it: unchanged when it came with
 /// parameters, with its literals replaced by `?` when it did not.
@@ -348,6 +358,16 @@ mod tests {
         assert_eq!(operation_name(""), None);
         assert_eq!(operation_name("/* unterminated"), None);
         assert_eq!(operation_name("-- only a comment"), None);
+        assert_eq!(operation_name("checkpoint"), Some("CHECKPOINT"));
+        assert_eq!(operation_name("CHECKPOINTS"), None);
+        assert_eq!(operation_name("Deallocate ALL"), Some("DEALLOCATE"));
+        assert_eq!(
+            KEYWORDS.iter().map(|k| k.len()).max(),
+            Some(LONGEST_KEYWORD)
+        );
+        for keyword in KEYWORDS {
+            assert_eq!(operation_name(&keyword.to_lowercase()), Some(*keyword));
+        }
     }
 
     #[test]

@@ -10,12 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 /// Target of the export health lines.
 pub(crate) const EXPORT_TARGET: &str = "pgline_telemetry::export";
@@ -58,7 +56,7 @@ impl ExportHealth {
         })
     }
 
-    fn report(&self, signal: Signal, result: &OTelSdkResult) {
+    pub(crate) fn report(&self, signal: Signal, result: &OTelSdkResult) {
         let failing = &self.failing[signal.index()];
         match result {
             Ok(()) => {
@@ -100,39 +98,6 @@ impl ExportHealth {
     }
 }
 
-/// The OTLP span exporter, reporting its health.
-#[derive(Debug)]
-pub(crate) struct ReportingSpanExporter {
-    inner: opentelemetry_otlp::SpanExporter,
-    health: Arc<ExportHealth>,
-}
-
-impl ReportingSpanExporter {
-    pub(crate) fn new(inner: opentelemetry_otlp::SpanExporter, health: Arc<ExportHealth>) -> Self {
-        Self { inner, health }
-    }
-}
-
-impl SpanExporter for ReportingSpanExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let result = self.inner.export(batch).await;
-        self.health.report(Signal::Traces, &result);
-        result
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
 /// The OTLP metric exporter, reporting its health.
 #[derive(Debug)]
 pub(crate) struct ReportingMetricExporter {
@@ -166,16 +131,5 @@ impl PushMetricExporter for ReportingMetricExporter {
 
     fn temporality(&self) -> Temporality {
         self.inner.temporality()
-    }
-}
-
-/// Takes spans and drops them: the whole in-process cost of tracing without a
-/// collector (for benchmarks).
-#[derive(Debug)]
-pub(crate) struct DiscardSpans;
-
-impl SpanExporter for DiscardSpans {
-    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
-        Ok(())
     }
 }

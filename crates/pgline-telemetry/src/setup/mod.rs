@@ -4,6 +4,7 @@
 
 pub(crate) mod export;
 mod subscriber;
+mod traces;
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -14,16 +15,17 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanExporter};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use pgline_config::{Config, LogConfig, TelemetryConfig};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::traced::queue::SpanQueue;
+use crate::traced::queue::{Sink, SpanQueue};
 use crate::traced::spans::{DbTracer, SamplerChoice};
 use crate::{Metrics, PoolObserver, TelemetryError};
-use export::{DiscardSpans, ExportHealth, ReportingMetricExporter, ReportingSpanExporter};
+use export::{ExportHealth, ReportingMetricExporter};
 pub use subscriber::LogFormat;
+use traces::{Discard, TraceClient};
 
 /// How long one OTLP export may take (connect included) before it counts as
 /// failed. Exports run on the SDK's own threads, never on a caller's path.
@@ -34,14 +36,10 @@ const DEFAULT_ACQUIRE_SPAN_THRESHOLD: Duration = Duration::from_millis(1);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The span queue every span goes through: those made through `tracing`
-/// (requests) and the database spans. The exporter gets the resource here,
-/// once (the queue ignores the provider's call).
-fn span_queue(
-    mut exporter: impl SpanExporter + 'static,
-    resource: &Resource,
-) -> Result<SpanQueue, TelemetryError> {
-    exporter.set_resource(resource);
-    SpanQueue::start(exporter).map_err(TelemetryError::Thread)
+/// (requests) and the database spans. It encodes them for `resource` (the
+/// queue ignores the provider's call).
+fn span_queue(sink: impl Sink, resource: &Resource) -> Result<SpanQueue, TelemetryError> {
+    SpanQueue::start(sink, resource).map_err(TelemetryError::Thread)
 }
 
 /// The OpenTelemetry resource of the service: `service.name` and
@@ -181,7 +179,8 @@ impl TelemetryBuilder {
         if let Some(endpoint) = &self.endpoint {
             let runtime = ExportRuntime::start().map_err(TelemetryError::Thread)?;
             // The channels are made (and their tasks spawned) on it.
-            let _entered = runtime.handle.enter();
+            let handle = runtime.handle.clone();
+            let _entered = handle.enter();
             export_runtime = Some(runtime);
             let health = ExportHealth::new(endpoint);
             let exporter_error = |signal| {
@@ -193,13 +192,12 @@ impl TelemetryBuilder {
                 }
             };
             span_exporter = if self.export_traces {
-                let spans = opentelemetry_otlp::SpanExporter::builder()
-                    .with_tonic()
-                    .with_endpoint(endpoint.clone())
-                    .with_timeout(EXPORT_TIMEOUT)
-                    .build()
-                    .map_err(exporter_error("traces"))?;
-                Some(ReportingSpanExporter::new(spans, health.clone()))
+                Some(TraceClient::new(
+                    endpoint,
+                    EXPORT_TIMEOUT,
+                    handle.clone(),
+                    health.clone(),
+                )?)
             } else {
                 None
             };
@@ -219,9 +217,9 @@ impl TelemetryBuilder {
             span_exporter = None;
         }
         let queue = match span_exporter {
-            Some(exporter) => Some(span_queue(exporter, &resource)?),
+            Some(client) => Some(span_queue(client, &resource)?),
             None if self.discard && self.endpoint.is_none() => {
-                Some(span_queue(DiscardSpans, &resource)?)
+                Some(span_queue(Discard, &resource)?)
             }
             None => None,
         };

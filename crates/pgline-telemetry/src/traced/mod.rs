@@ -1,6 +1,7 @@
 //! [`Traced`]: a [`Database`] decorator that gives every statement and
 //! transaction a span, a duration measurement and a log line.
 
+pub(crate) mod encode;
 mod op;
 pub(crate) mod queue;
 mod session;
@@ -266,8 +267,7 @@ mod tests {
     use pgline_core::{ErrorKind, PoolEvent, PoolListener as _};
 
     use super::*;
-    use crate::traced::queue::SpanQueue;
-    use crate::traced::queue::tests::InMemorySpanExporter;
+    use crate::traced::queue::tests::{Kept, attribute};
     use crate::traced::spans::{DbTracer, SamplerChoice};
 
     /// A database whose statements wait for the pool (an `acquire` event
@@ -328,8 +328,8 @@ mod tests {
 
     #[test]
     fn a_statement_dropped_at_each_await_is_reported_cancelled_with_its_acquire_under_it() {
-        let kept = InMemorySpanExporter::default();
-        let queue = SpanQueue::start(kept.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let kept = Kept::default();
+        let queue = kept.queue();
         let tracer = DbTracer::new(queue.clone(), SamplerChoice::default(), Duration::ZERO);
         let resource = crate::setup::resource("test");
         let metrics =
@@ -347,23 +347,21 @@ mod tests {
             }
         }
         queue.force_flush().unwrap_or_else(|e| panic!("{e}"));
-        let spans = kept.get_finished_spans().unwrap_or_default();
+        let spans = kept.spans();
         let statements: Vec<_> = spans.iter().filter(|s| s.name == "SELECT plant").collect();
         assert_eq!(statements.len(), 2);
         for statement in &statements {
-            let error = statement
-                .attributes
-                .iter()
-                .find(|kv| kv.key.as_str() == "error.type")
-                .map(|kv| kv.value.to_string());
-            assert_eq!(error.as_deref(), Some("cancelled"));
+            assert_eq!(
+                attribute(statement, "error.type").as_deref(),
+                Some("cancelled")
+            );
         }
         let acquires: Vec<_> = spans.iter().filter(|s| s.name == "acquire").collect();
         assert_eq!(acquires.len(), 1);
         assert!(
             statements
                 .iter()
-                .any(|s| s.span_context.span_id() == acquires[0].parent_span_id),
+                .any(|s| s.span_id == acquires[0].parent_span_id),
             "the acquire is a child of the statement that waited"
         );
         queue

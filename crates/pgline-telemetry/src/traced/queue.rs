@@ -1,16 +1,16 @@
 //! The span pipeline: every thread keeps the spans it finishes in a buffer of
-//! its own; one export thread drains the buffers, turns database spans into
-//! the SDK's [`SpanData`] and hands them to the exporter in batches.
+//! its own; one export thread drains the buffers, encodes them as OTLP
+//! protobuf ([`Encoder`]) and hands each batch's request to a [`Sink`].
 //!
 //! Why not the SDK's `BatchSpanProcessor`: it takes a finished [`SpanData`]
 //! through a channel shared by all threads, so each span is allocated on a
 //! worker thread, moved through a cache line every worker writes, and freed
 //! on the export thread — on a busy pool that costs more than building the
 //! span. Here a database span is a fixed-size record pushed under a lock
-//! only its own thread and, every few seconds, the export thread take; its
-//! attributes are built and freed on the export thread. Spans made through
-//! `tracing` (requests) arrive as [`SpanData`] from the tracer provider and
-//! take the same path.
+//! only its own thread and, every few seconds, the export thread take; it is
+//! written to the wire format on the export thread with no `SpanData` in
+//! between. Spans made through `tracing` (requests) arrive as [`SpanData`]
+//! from the tracer provider and take the same path.
 //!
 //! Configured like the SDK's processor: `OTEL_BSP_SCHEDULE_DELAY` (ms,
 //! default 5000), `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (512),
@@ -24,15 +24,20 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry::InstrumentationScope;
+use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{
-    Span, SpanData, SpanEvents, SpanExporter, SpanLinks, SpanProcessor,
-};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+
+use super::encode::Encoder;
+
+/// Where the export thread sends each batch: one encoded
+/// `ExportTraceServiceRequest`.
+pub(crate) trait Sink: Send + 'static {
+    /// Sends one request of `spans` spans; blocks until it is answered.
+    fn send(&mut self, request: Vec<u8>, spans: usize) -> OTelSdkResult;
+}
 
 /// A finished database span: fixed size, no allocation for its constant
 /// attributes (`&'static` texts made once per handle).
@@ -87,8 +92,11 @@ pub(crate) struct Failure {
     pub(crate) message: String,
 }
 
-enum Record {
+/// A finished span, waiting for export.
+pub(crate) enum Record {
+    /// A database span (statement, transaction, acquire, connect).
     Db(DbSpan),
+    /// A span made through the SDK (a request's).
     Sdk(Box<SpanData>),
 }
 
@@ -133,7 +141,6 @@ struct Inner {
     delay: Duration,
     dropped: AtomicU64,
     closed: AtomicBool,
-    scope: InstrumentationScope,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -149,7 +156,10 @@ impl Inner {
         buffers.retain(|buffer| {
             let mut records = buffer.lock();
             if all.is_empty() {
-                all = std::mem::take(&mut *records);
+                // The thread's next batch gets room for as many: growing
+                // the buffer span by span would copy every record twice.
+                let room = Vec::with_capacity(records.len().min(self.max_queue));
+                all = std::mem::replace(&mut *records, room);
             } else {
                 all.append(&mut records);
             }
@@ -194,8 +204,9 @@ fn env_number(name: &str, default: u64) -> u64 {
 }
 
 impl SpanQueue {
-    /// Starts the export thread. `exporter` must already know the resource.
-    pub(crate) fn start<E: SpanExporter + 'static>(exporter: E) -> std::io::Result<Self> {
+    /// Starts the export thread, which encodes spans of `resource` and sends
+    /// them to `sink`.
+    pub(crate) fn start(sink: impl Sink, resource: &Resource) -> std::io::Result<Self> {
         static IDS: AtomicU64 = AtomicU64::new(1);
         let max_batch =
             usize::try_from(env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)).unwrap_or(512);
@@ -212,15 +223,16 @@ impl SpanQueue {
             delay: Duration::from_millis(env_number("OTEL_BSP_SCHEDULE_DELAY", 5000)),
             dropped: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-            scope: InstrumentationScope::builder("pgline")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
             worker: Mutex::new(None),
         });
+        let scope = InstrumentationScope::builder("pgline")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let encoder = Encoder::new(resource, &scope);
         let worker = Arc::clone(&inner);
         let handle = std::thread::Builder::new()
             .name("pgline-span-export".to_owned())
-            .spawn(move || export_loop(&worker, exporter))?;
+            .spawn(move || export_loop(&worker, encoder, sink))?;
         *inner.worker.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         Ok(Self { inner })
     }
@@ -341,13 +353,13 @@ impl SpanProcessor for SpanQueue {
     }
 
     fn set_resource(&mut self, _resource: &Resource) {
-        // The exporter was given the resource before the queue was made.
+        // The encoder was given the resource when the queue started.
     }
 }
 
 /// The export thread: drains every `delay`, when a buffer is full, when asked
 /// to flush, and a last time at shutdown.
-fn export_loop<E: SpanExporter>(inner: &Inner, exporter: E) {
+fn export_loop(inner: &Inner, mut encoder: Encoder, mut sink: impl Sink) {
     let mut last_export = Instant::now();
     let mut dropped_reported = 0;
     let mut dropped_at = None;
@@ -366,7 +378,7 @@ fn export_loop<E: SpanExporter>(inner: &Inner, exporter: E) {
         drop(signal);
 
         last_export = Instant::now();
-        let result = export(inner, &exporter, inner.drain());
+        let result = export(inner, &mut encoder, &mut sink, inner.drain());
         let dropped = inner.dropped.load(Ordering::Relaxed);
         if dropped > dropped_reported
             && dropped_at.is_none_or(|at: Instant| at.elapsed() >= DROP_REPORT_EVERY)
@@ -387,7 +399,6 @@ fn export_loop<E: SpanExporter>(inner: &Inner, exporter: E) {
         signal.flush_done = flush_target;
         signal.last = Some(result);
         if shutdown {
-            let _ = exporter.shutdown();
             signal.stopped = true;
             inner.done.notify_all();
             return;
@@ -397,120 +408,80 @@ fn export_loop<E: SpanExporter>(inner: &Inner, exporter: E) {
 }
 
 /// Exports `records` in batches; the last error, if any.
-fn export<E: SpanExporter>(inner: &Inner, exporter: &E, records: Vec<Record>) -> OTelSdkResult {
+fn export(
+    inner: &Inner,
+    encoder: &mut Encoder,
+    sink: &mut impl Sink,
+    records: Vec<Record>,
+) -> OTelSdkResult {
     let mut result = Ok(());
-    let mut batch = Vec::with_capacity(inner.max_batch.min(records.len()));
     let mut records = records.into_iter().peekable();
     while records.peek().is_some() {
-        batch.extend(records.by_ref().take(inner.max_batch).map(|r| match r {
-            Record::Db(span) => span_data(span, &inner.scope),
-            Record::Sdk(span) => *span,
-        }));
-        let export = exporter.export(std::mem::take(&mut batch));
-        if let Err(e) = futures_executor::block_on(export) {
+        for record in records.by_ref().take(inner.max_batch) {
+            encoder.add(record);
+        }
+        let spans = encoder.len();
+        if let Err(e) = sink.send(encoder.finish(), spans) {
             result = Err(e);
         }
     }
     result
 }
 
-/// The SDK's form of a database span, with the attributes of the
-/// conventions.
-fn span_data(span: DbSpan, scope: &InstrumentationScope) -> SpanData {
-    let mut attributes = Vec::with_capacity(9);
-    let mut status = Status::Unset;
-    match span.what {
-        What::Operation {
-            namespace,
-            address,
-            port,
-            operation,
-            text,
-            failure,
-        } => {
-            attributes.push(KeyValue::new("db.system.name", "postgresql"));
-            attributes.push(KeyValue::new("db.namespace", namespace));
-            if let Some(operation) = operation {
-                attributes.push(KeyValue::new("db.operation.name", operation));
-            }
-            match text {
-                Some(Text::Static(text)) => attributes.push(KeyValue::new("db.query.text", text)),
-                Some(Text::Owned(text)) => {
-                    attributes.push(KeyValue::new("db.query.text", String::from(text)));
-                }
-                None => {}
-            }
-            attributes.push(KeyValue::new("server.address", address));
-            if let Some(port) = port {
-                attributes.push(KeyValue::new("server.port", i64::from(port)));
-            }
-            if let Some(failure) = failure {
-                let Failure {
-                    error_type,
-                    status_code,
-                    message,
-                } = *failure;
-                if let Some(code) = status_code {
-                    attributes.push(KeyValue::new("db.response.status_code", code));
-                }
-                attributes.push(KeyValue::new("error.type", error_type));
-                status = Status::error(message);
-            }
-        }
-        What::Pool {
-            pool,
-            connection_id,
-        } => {
-            attributes.push(KeyValue::new(crate::metrics::POOL_NAME, pool));
-            attributes.push(KeyValue::new(
-                "pgline.connection.id",
-                i64::try_from(connection_id).unwrap_or(i64::MAX),
-            ));
-        }
-    }
-    SpanData {
-        span_context: SpanContext::new(
-            span.trace_id,
-            span.span_id,
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::NONE,
-        ),
-        parent_span_id: span.parent_span_id,
-        parent_span_is_remote: span.parent_remote,
-        span_kind: span.kind,
-        name: Cow::Borrowed(span.name),
-        start_time: span.start,
-        end_time: span.end.max(span.start),
-        attributes,
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status,
-        instrumentation_scope: scope.clone(),
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// Keeps what it is given.
-    #[derive(Debug, Clone, Default)]
-    pub(crate) struct InMemorySpanExporter(Arc<Mutex<Vec<SpanData>>>);
+    use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
 
-    impl InMemorySpanExporter {
-        pub(crate) fn get_finished_spans(&self) -> Option<Vec<SpanData>> {
-            self.0.lock().ok().map(|s| s.clone())
+    /// Keeps the spans of every request it is sent, decoded.
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct Kept(Arc<Mutex<Vec<ProtoSpan>>>);
+
+    impl Kept {
+        /// Every span sent so far, in order.
+        pub(crate) fn spans(&self) -> Vec<ProtoSpan> {
+            self.0.lock().map(|s| s.clone()).unwrap_or_default()
+        }
+
+        /// A queue that sends its requests here.
+        pub(crate) fn queue(&self) -> SpanQueue {
+            SpanQueue::start(self.clone(), &crate::setup::resource("test"))
+                .unwrap_or_else(|e| panic!("{e}"))
         }
     }
 
-    impl SpanExporter for InMemorySpanExporter {
-        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-            if let Ok(mut spans) = self.0.lock() {
-                spans.extend(batch);
+    impl Sink for Kept {
+        fn send(&mut self, request: Vec<u8>, spans: usize) -> OTelSdkResult {
+            let request = crate::traced::encode::tests::decode(&request);
+            let decoded: Vec<ProtoSpan> = request
+                .resource_spans
+                .into_iter()
+                .flat_map(|r| r.scope_spans)
+                .flat_map(|s| s.spans)
+                .collect();
+            assert_eq!(decoded.len(), spans, "the count sent with the request");
+            if let Ok(mut kept) = self.0.lock() {
+                kept.extend(decoded);
             }
             Ok(())
+        }
+    }
+
+    /// The value of a span's attribute, as text.
+    pub(crate) fn attribute(span: &ProtoSpan, key: &str) -> Option<String> {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        let value = span
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)?
+            .value
+            .as_ref()?;
+        match value.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            Value::IntValue(i) => Some(i.to_string()),
+            Value::BoolValue(b) => Some(b.to_string()),
+            other => Some(format!("{other:?}")),
         }
     }
 
@@ -533,8 +504,8 @@ pub(crate) mod tests {
 
     #[test]
     fn spans_from_every_thread_are_exported_on_flush() {
-        let exporter = InMemorySpanExporter::default();
-        let queue = SpanQueue::start(exporter.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let kept = Kept::default();
+        let queue = kept.queue();
         queue.push(db_span("main"));
         std::thread::scope(|s| {
             for _ in 0..3 {
@@ -542,15 +513,11 @@ pub(crate) mod tests {
             }
         });
         queue.flush().unwrap_or_else(|e| panic!("{e}"));
-        let spans = exporter.get_finished_spans().unwrap_or_default();
+        let spans = kept.spans();
         assert_eq!(spans.len(), 4);
-        let acquire = &spans[0];
+        assert_eq!(spans[0].name, "main");
         assert_eq!(
-            acquire
-                .attributes
-                .iter()
-                .find(|kv| kv.key.as_str() == "pgline.connection.id")
-                .map(|kv| kv.value.to_string()),
+            attribute(&spans[0], "pgline.connection.id"),
             Some("7".to_owned())
         );
         // The buffers of the three threads that ended are forgotten.
@@ -566,8 +533,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_full_buffer_drops_and_counts() {
-        let exporter = InMemorySpanExporter::default();
-        let queue = SpanQueue::start(exporter.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let kept = Kept::default();
+        let queue = kept.queue();
         let limit = queue.inner.max_queue;
         // Hold the export thread off this buffer by filling it faster than
         // it drains: the count is exact either way.
@@ -575,7 +542,7 @@ pub(crate) mod tests {
             queue.push(db_span("many"));
         }
         queue.flush().unwrap_or_else(|e| panic!("{e}"));
-        let exported = exporter.get_finished_spans().unwrap_or_default().len() as u64;
+        let exported = kept.spans().len() as u64;
         assert_eq!(exported + queue.dropped(), (limit * 3) as u64);
         queue
             .shutdown(Duration::from_secs(5))

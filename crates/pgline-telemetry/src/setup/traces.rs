@@ -1,0 +1,369 @@
+//! The OTLP gRPC client for spans: it sends the requests the span queue has
+//! already encoded (see `traced::encode`), as they are.
+//!
+//! It is configured as `opentelemetry-otlp`'s tonic span exporter is, from
+//! the same variables: the endpoint (a scheme-less one is `https://` unless
+//! `OTEL_EXPORTER_OTLP_INSECURE=true`), `OTEL_EXPORTER_OTLP_TRACES_HEADERS`
+//! or else `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,…`, values URL-decoded),
+//! and a timeout per export. Like it, without a TLS feature an `https`
+//! endpoint is refused when telemetry is built, and compression is not
+//! offered. Metrics still go through `opentelemetry-otlp`'s exporter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BufMut as _;
+use http::uri::PathAndQuery;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use prost::Message as _;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{GrpcMethod, Status};
+
+use super::export::{EXPORT_TARGET, ExportHealth, Signal};
+use crate::TelemetryError;
+use crate::traced::queue::Sink;
+
+const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// Drops what it is sent: the whole in-process cost of tracing (spans made,
+/// queued and encoded) without a collector. For benchmarks.
+#[derive(Debug)]
+pub(crate) struct Discard;
+
+impl Sink for Discard {
+    fn send(&mut self, _request: Vec<u8>, _spans: usize) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Sends encoded span batches to an OTLP collector over gRPC.
+pub(crate) struct TraceClient {
+    grpc: tonic::client::Grpc<Channel>,
+    metadata: MetadataMap,
+    runtime: tokio::runtime::Handle,
+    health: Arc<ExportHealth>,
+    partial_reported: bool,
+}
+
+impl std::fmt::Debug for TraceClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The metadata may hold credentials: not shown.
+        f.debug_struct("TraceClient").finish_non_exhaustive()
+    }
+}
+
+impl TraceClient {
+    /// A client for `endpoint`, whose channel runs on `runtime`. Nothing
+    /// connects until the first export.
+    pub(crate) fn new(
+        endpoint: &str,
+        timeout: Duration,
+        runtime: tokio::runtime::Handle,
+        health: Arc<ExportHealth>,
+    ) -> Result<Self, TelemetryError> {
+        let insecure = [
+            "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
+            "OTEL_EXPORTER_OTLP_INSECURE",
+        ]
+        .iter()
+        .find_map(|v| std::env::var(v).ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let uri = with_scheme(endpoint, insecure);
+        let invalid = |reason: String| TelemetryError::Endpoint {
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
+        let built =
+            Endpoint::from_shared(uri.clone()).map_err(|e| invalid(format!("not a URI ({e})")))?;
+        if built.uri().scheme_str() == Some("https") {
+            return Err(invalid(
+                "https is not supported by this build; use http:// with a collector on a \
+                 trusted network or a local agent"
+                    .to_owned(),
+            ));
+        }
+        let built = built
+            .timeout(timeout)
+            .user_agent(concat!("pgline/", env!("CARGO_PKG_VERSION")))
+            .map_err(|e| invalid(format!("user agent: {e}")))?;
+        let channel = {
+            // The channel's worker is spawned on the export runtime.
+            let _entered = runtime.enter();
+            built.connect_lazy()
+        };
+        let (metadata, skipped) = headers_from_env();
+        for (variable, key) in skipped {
+            // The value may be a credential: only the key is named.
+            tracing::warn!(
+                target: EXPORT_TARGET,
+                variable,
+                key,
+                "an OTLP header is not a valid gRPC metadata entry and is not sent"
+            );
+        }
+        Ok(Self {
+            grpc: tonic::client::Grpc::new(channel),
+            metadata,
+            runtime,
+            health,
+            partial_reported: false,
+        })
+    }
+
+    async fn export(&mut self, request: Vec<u8>) -> Result<ExportTraceServiceResponse, String> {
+        self.grpc.ready().await.map_err(|e| {
+            let mut text = "span export failed: the channel is not ready".to_owned();
+            causes(&mut text, Some(&e));
+            text
+        })?;
+        let mut call = tonic::Request::new(request);
+        *call.metadata_mut() = self.metadata.clone();
+        call.extensions_mut()
+            .insert(GrpcMethod::new(SERVICE, "Export"));
+        let response = self
+            .grpc
+            .unary(call, PathAndQuery::from_static(EXPORT_PATH), Raw)
+            .await
+            .map_err(|status| describe(&status))?;
+        Ok(response.into_inner())
+    }
+}
+
+impl Sink for TraceClient {
+    fn send(&mut self, request: Vec<u8>, _spans: usize) -> OTelSdkResult {
+        let runtime = self.runtime.clone();
+        let result = match runtime.block_on(self.export(request)) {
+            Ok(response) => {
+                if let Some(partial) = response.partial_success
+                    && (partial.rejected_spans > 0 || !partial.error_message.is_empty())
+                    && !std::mem::replace(&mut self.partial_reported, true)
+                {
+                    // Once: the collector says why, and it will say it again.
+                    tracing::warn!(
+                        target: EXPORT_TARGET,
+                        rejected_spans = partial.rejected_spans,
+                        message = %partial.error_message,
+                        "the OTLP collector rejected some spans (reported once)"
+                    );
+                }
+                Ok(())
+            }
+            Err(text) => Err(OTelSdkError::InternalFailure(text)),
+        };
+        self.health.report(Signal::Traces, &result);
+        result
+    }
+}
+
+/// A failed export in a line: the gRPC code and, for a failure of the
+/// transport (connection refused, timeout), its causes. A collector's own
+/// message is left out: it may echo a credential.
+fn describe(status: &Status) -> String {
+    let mut text = format!("span export failed with gRPC code {:?}", status.code());
+    causes(&mut text, std::error::Error::source(status));
+    text
+}
+
+/// Appends `error` and its sources to `text`, each after `: ` (a cause
+/// that says what the one before it said is left out).
+fn causes(text: &mut String, mut error: Option<&(dyn std::error::Error + 'static)>) {
+    let mut last = String::new();
+    while let Some(cause) = error {
+        let said = cause.to_string();
+        if said != last {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        last = said;
+        error = cause.source();
+    }
+}
+
+/// `endpoint` with a scheme: as given when it has one, else `https://`, or
+/// `http://` when `insecure`.
+fn with_scheme(endpoint: &str, insecure: bool) -> String {
+    let has_scheme = endpoint
+        .split_once("://")
+        .is_some_and(|(scheme, _)| !scheme.contains(['/', '?', '#']));
+    if has_scheme {
+        endpoint.to_owned()
+    } else if insecure {
+        format!("http://{endpoint}")
+    } else {
+        format!("https://{endpoint}")
+    }
+}
+
+/// The export headers: `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else
+/// `OTEL_EXPORTER_OTLP_HEADERS`; and the (variable, key) of each entry that
+/// cannot be sent.
+fn headers_from_env() -> (MetadataMap, Vec<(&'static str, String)>) {
+    for variable in [
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    ] {
+        if let Ok(value) = std::env::var(variable) {
+            let (metadata, skipped) = parse_headers(&value);
+            return (
+                metadata,
+                skipped.into_iter().map(|key| (variable, key)).collect(),
+            );
+        }
+    }
+    (MetadataMap::new(), Vec::new())
+}
+
+/// `key=value,…` as the OTLP exporters read it: entries trimmed, values
+/// URL-decoded, entries with an empty key or value ignored. Also the keys of
+/// the entries that are not valid metadata.
+fn parse_headers(text: &str) -> (MetadataMap, Vec<String>) {
+    let mut metadata = MetadataMap::new();
+    let mut skipped = Vec::new();
+    for entry in text.split_terminator(',').map(str::trim) {
+        let Some((key, value)) = entry.split_once('=') else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let value = url_decode(value).unwrap_or_else(|| value.to_owned());
+        if key.is_empty() || value.is_empty() {
+            continue;
+        }
+        let parsed = (
+            MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes()),
+            MetadataValue::try_from(value.as_str()),
+        );
+        match parsed {
+            (Ok(name), Ok(value)) => {
+                metadata.append(name, value);
+            }
+            _ => skipped.push(key.to_owned()),
+        }
+    }
+    (metadata, skipped)
+}
+
+/// Percent-decoding; `None` when an escape is malformed or the result is not
+/// UTF-8.
+fn url_decode(text: &str) -> Option<String> {
+    let raw = text.as_bytes();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The codec of the export call: the request is already protobuf; the
+/// response is decoded with `prost`.
+#[derive(Debug, Clone, Copy)]
+struct Raw;
+
+impl Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = Raw;
+    type Decoder = Raw;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        Raw
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        Raw
+    }
+}
+
+impl Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for Raw {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("undecodable export response: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_parse_as_the_otlp_exporters_read_them() {
+        let (metadata, skipped) = parse_headers(
+            " Authorization=Bearer%20s3cr3t , x-tenant=plant-7,empty=, =v,bad key=1,",
+        );
+        assert_eq!(
+            metadata.get("authorization").and_then(|v| v.to_str().ok()),
+            Some("Bearer s3cr3t")
+        );
+        assert_eq!(
+            metadata.get("x-tenant").and_then(|v| v.to_str().ok()),
+            Some("plant-7")
+        );
+        assert_eq!(metadata.len(), 2);
+        assert_eq!(skipped, vec!["bad key".to_owned()]);
+        // A malformed escape is kept as written.
+        let (metadata, _) = parse_headers("k=100%");
+        assert_eq!(
+            metadata.get("k").and_then(|v| v.to_str().ok()),
+            Some("100%")
+        );
+    }
+
+    #[test]
+    fn a_scheme_less_endpoint_is_https_unless_insecure() {
+        assert_eq!(
+            with_scheme("collector:4317", false),
+            "https://collector:4317"
+        );
+        assert_eq!(with_scheme("collector:4317", true), "http://collector:4317");
+        assert_eq!(
+            with_scheme("http://collector:4317", false),
+            "http://collector:4317"
+        );
+    }
+
+    #[test]
+    fn https_and_malformed_endpoints_are_refused_naming_the_endpoint() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        for endpoint in ["https://collector:4317", "http://bad host:4317"] {
+            let health = ExportHealth::new(endpoint);
+            let error = TraceClient::new(
+                endpoint,
+                Duration::from_secs(1),
+                runtime.handle().clone(),
+                health,
+            )
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+            assert!(error.contains(endpoint), "{error}");
+        }
+    }
+}

@@ -1,0 +1,677 @@
+//! OTLP protobuf for a batch of spans, written straight from the records.
+//!
+//! The SDK's path to the wire builds a `SpanData` per span (a `String` or an
+//! `Arc` per attribute), converts it into the generated protobuf structs
+//! (another `String` per key and value), clones the batch once more for the
+//! retry loop and only then encodes, computing every nested length on the
+//! way. For a database span everything but the timestamps and ids is a
+//! `&'static` text made once per handle, so this module writes the bytes of
+//! `ExportTraceServiceRequest` directly: one pass, no allocation per span.
+//! The resource and the instrumentation scope are encoded once, when the
+//! queue starts.
+//!
+//! Spans that come from the SDK (a request's span, made through `tracing`)
+//! are few; they are converted with `opentelemetry-proto` and encoded with
+//! `prost`, into the same request. The tests check both against the SDK's
+//! own conversion.
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry::trace::SpanKind;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope as ProtoScope;
+use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span as ProtoSpan};
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SpanData;
+use prost::Message as _;
+
+use super::queue::{DbSpan, Failure, Record, Text, What};
+
+// Wire types.
+const VARINT: u32 = 0;
+const FIXED64: u32 = 1;
+const LEN: u32 = 2;
+const FIXED32: u32 = 5;
+
+// Field numbers of opentelemetry/proto/trace/v1/trace.proto and
+// collector/trace/v1/trace_service.proto.
+const REQUEST_RESOURCE_SPANS: u32 = 1;
+const RESOURCE_SPANS_RESOURCE: u32 = 1;
+const RESOURCE_SPANS_SCOPE_SPANS: u32 = 2;
+const RESOURCE_SPANS_SCHEMA_URL: u32 = 3;
+const SCOPE_SPANS_SCOPE: u32 = 1;
+const SCOPE_SPANS_SPANS: u32 = 2;
+const SCOPE_SPANS_SCHEMA_URL: u32 = 3;
+const SPAN_TRACE_ID: u32 = 1;
+const SPAN_SPAN_ID: u32 = 2;
+const SPAN_PARENT_SPAN_ID: u32 = 4;
+const SPAN_NAME: u32 = 5;
+const SPAN_KIND: u32 = 6;
+const SPAN_START: u32 = 7;
+const SPAN_END: u32 = 8;
+const SPAN_ATTRIBUTES: u32 = 9;
+const SPAN_STATUS: u32 = 15;
+const SPAN_FLAGS: u32 = 16;
+const STATUS_MESSAGE: u32 = 2;
+const STATUS_CODE: u32 = 3;
+const STATUS_CODE_ERROR: u64 = 2;
+const KEY_VALUE_KEY: u32 = 1;
+const KEY_VALUE_VALUE: u32 = 2;
+const ANY_VALUE_STRING: u32 = 1;
+const ANY_VALUE_INT: u32 = 3;
+
+/// `SpanFlags`: the trace flags (sampled), and that the parent's remoteness
+/// is known (`CONTEXT_HAS_IS_REMOTE`) and, when set, remote
+/// (`CONTEXT_IS_REMOTE`) — as the SDK's conversion sets them.
+const FLAGS_SAMPLED: u32 = 0x01;
+const FLAGS_HAS_IS_REMOTE: u32 = 0x100;
+const FLAGS_IS_REMOTE: u32 = 0x200;
+
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        // Truncation intended: the low seven bits, with the continuation bit.
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn varint_len(value: u64) -> usize {
+    // One byte per started group of seven bits (at least one).
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn key(out: &mut Vec<u8>, field: u32, wire: u32) {
+    varint(out, u64::from(field << 3 | wire));
+}
+
+fn bytes(out: &mut Vec<u8>, field: u32, value: &[u8]) {
+    key(out, field, LEN);
+    varint(out, value.len() as u64);
+    out.extend_from_slice(value);
+}
+
+fn fixed64(out: &mut Vec<u8>, field: u32, value: u64) {
+    key(out, field, FIXED64);
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+/// A `KeyValue` whose value is a string, as an element of `field`.
+fn string_attribute(out: &mut Vec<u8>, field: u32, name: &str, value: &str) {
+    let any = 1 + varint_len(value.len() as u64) + value.len();
+    let entry = 1 + varint_len(name.len() as u64) + name.len() + 1 + varint_len(any as u64) + any;
+    key(out, field, LEN);
+    varint(out, entry as u64);
+    bytes(out, KEY_VALUE_KEY, name.as_bytes());
+    key(out, KEY_VALUE_VALUE, LEN);
+    varint(out, any as u64);
+    bytes(out, ANY_VALUE_STRING, value.as_bytes());
+}
+
+/// A `KeyValue` whose value is an integer, as an element of `field`.
+fn int_attribute(out: &mut Vec<u8>, field: u32, name: &str, value: i64) {
+    // Negative integers are ten-byte varints of their two's complement.
+    let wire = value as u64;
+    let any = 1 + varint_len(wire);
+    let entry = 1 + varint_len(name.len() as u64) + name.len() + 1 + varint_len(any as u64) + any;
+    key(out, field, LEN);
+    varint(out, entry as u64);
+    bytes(out, KEY_VALUE_KEY, name.as_bytes());
+    key(out, KEY_VALUE_VALUE, LEN);
+    varint(out, any as u64);
+    key(out, ANY_VALUE_INT, VARINT);
+    varint(out, wire);
+}
+
+fn nanos(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn kind(kind: &SpanKind) -> u64 {
+    match kind {
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    }
+}
+
+/// Attribute blocks already encoded, by the identity of the `&'static`
+/// texts they were made from: the attributes a handle gives every span
+/// (`db.system.name`, `db.namespace`, `server.address`, `server.port`), an
+/// operation's name, a pool's name. A span then copies one block instead of
+/// writing each attribute. Small: the texts come from a few handles.
+#[derive(Default)]
+struct Blocks {
+    entries: Vec<(BlockKey, Vec<u8>)>,
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum BlockKey {
+    Handle {
+        namespace: (usize, usize),
+        address: (usize, usize),
+        port: Option<u16>,
+    },
+    Operation(usize, usize),
+    Pool(usize, usize),
+}
+
+/// Entries kept before the cache starts over (a process with more handles
+/// than this still encodes correctly, only slower).
+const MAX_BLOCKS: usize = 64;
+
+impl Blocks {
+    fn get(&mut self, key: BlockKey, make: impl FnOnce(&mut Vec<u8>)) -> &[u8] {
+        let at = match self.entries.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                if self.entries.len() >= MAX_BLOCKS {
+                    self.entries.clear();
+                }
+                let mut block = Vec::new();
+                make(&mut block);
+                self.entries.push((key, block));
+                self.entries.len() - 1
+            }
+        };
+        &self.entries[at].1
+    }
+}
+
+/// The body of one database span's `Span` message.
+fn db_span(out: &mut Vec<u8>, span: &DbSpan, blocks: &mut Blocks) {
+    bytes(out, SPAN_TRACE_ID, &span.trace_id.to_bytes());
+    bytes(out, SPAN_SPAN_ID, &span.span_id.to_bytes());
+    if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
+        bytes(out, SPAN_PARENT_SPAN_ID, &span.parent_span_id.to_bytes());
+    }
+    bytes(out, SPAN_NAME, span.name.as_bytes());
+    key(out, SPAN_KIND, VARINT);
+    varint(out, kind(&span.kind));
+    fixed64(out, SPAN_START, nanos(span.start));
+    fixed64(out, SPAN_END, nanos(span.end.max(span.start)));
+    let mut failure_message = None;
+    match &span.what {
+        What::Operation {
+            namespace,
+            address,
+            port,
+            operation,
+            text,
+            failure,
+        } => {
+            let handle = BlockKey::Handle {
+                namespace: (namespace.as_ptr().addr(), namespace.len()),
+                address: (address.as_ptr().addr(), address.len()),
+                port: *port,
+            };
+            out.extend_from_slice(blocks.get(handle, |b| {
+                string_attribute(b, SPAN_ATTRIBUTES, "db.system.name", "postgresql");
+                string_attribute(b, SPAN_ATTRIBUTES, "db.namespace", namespace);
+                string_attribute(b, SPAN_ATTRIBUTES, "server.address", address);
+                if let Some(port) = port {
+                    int_attribute(b, SPAN_ATTRIBUTES, "server.port", i64::from(*port));
+                }
+            }));
+            if let Some(operation) = operation {
+                let key = BlockKey::Operation(operation.as_ptr().addr(), operation.len());
+                out.extend_from_slice(blocks.get(key, |b| {
+                    string_attribute(b, SPAN_ATTRIBUTES, "db.operation.name", operation);
+                }));
+            }
+            match text {
+                Some(Text::Static(text)) => {
+                    string_attribute(out, SPAN_ATTRIBUTES, "db.query.text", text);
+                }
+                Some(Text::Owned(text)) => {
+                    string_attribute(out, SPAN_ATTRIBUTES, "db.query.text", text);
+                }
+                None => {}
+            }
+            if let Some(failure) = failure {
+                let Failure {
+                    error_type,
+                    status_code,
+                    message,
+                } = &**failure;
+                if let Some(code) = status_code {
+                    string_attribute(out, SPAN_ATTRIBUTES, "db.response.status_code", code);
+                }
+                string_attribute(out, SPAN_ATTRIBUTES, "error.type", error_type);
+                failure_message = Some(message.as_str());
+            }
+        }
+        What::Pool {
+            pool,
+            connection_id,
+        } => {
+            let key = BlockKey::Pool(pool.as_ptr().addr(), pool.len());
+            out.extend_from_slice(blocks.get(key, |b| {
+                string_attribute(b, SPAN_ATTRIBUTES, crate::metrics::POOL_NAME, pool);
+            }));
+            int_attribute(
+                out,
+                SPAN_ATTRIBUTES,
+                "pgline.connection.id",
+                i64::try_from(*connection_id).unwrap_or(i64::MAX),
+            );
+        }
+    }
+    if let Some(message) = failure_message {
+        let status = 1 + varint_len(message.len() as u64) + message.len() + 2;
+        key(out, SPAN_STATUS, LEN);
+        varint(out, status as u64);
+        bytes(out, STATUS_MESSAGE, message.as_bytes());
+        key(out, STATUS_CODE, VARINT);
+        varint(out, STATUS_CODE_ERROR);
+    }
+    let mut flags = FLAGS_SAMPLED | FLAGS_HAS_IS_REMOTE;
+    if span.parent_remote {
+        flags |= FLAGS_IS_REMOTE;
+    }
+    key(out, SPAN_FLAGS, FIXED32);
+    out.extend_from_slice(&flags.to_le_bytes());
+}
+
+/// Builds `ExportTraceServiceRequest`s: [`add`](Encoder::add) the records
+/// of a batch, then [`finish`](Encoder::finish). One lives on the export
+/// thread; its buffers are reused from batch to batch.
+pub(crate) struct Encoder {
+    /// `ResourceSpans`' resource and schema URL fields, encoded once.
+    resource: Vec<u8>,
+    /// The database spans' `ScopeSpans` scope and schema URL fields.
+    scope: Vec<u8>,
+    /// The database spans' `Span` fields so far.
+    spans: Vec<u8>,
+    /// One span's body, before its length is known.
+    span: Vec<u8>,
+    /// Spans from the SDK, by their scope.
+    sdk: Vec<(InstrumentationScope, Vec<ProtoSpan>)>,
+    blocks: Blocks,
+    /// How many spans were added since the last `finish`.
+    count: usize,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Encoder {
+    /// An encoder for spans of `resource`; database spans carry `scope`.
+    pub(crate) fn new(resource: &Resource, scope: &InstrumentationScope) -> Self {
+        let resource = ResourceAttributesWithSchema::from(resource);
+        let mut head = Vec::new();
+        let proto = ProtoResource {
+            attributes: resource.attributes.0,
+            dropped_attributes_count: 0,
+            entity_refs: Vec::new(),
+        };
+        bytes(&mut head, RESOURCE_SPANS_RESOURCE, &proto.encode_to_vec());
+        if let Some(url) = resource.schema_url.filter(|u| !u.is_empty()) {
+            bytes(&mut head, RESOURCE_SPANS_SCHEMA_URL, url.as_bytes());
+        }
+        let mut scope_head = Vec::new();
+        bytes(
+            &mut scope_head,
+            SCOPE_SPANS_SCOPE,
+            &ProtoScope::from((scope, None)).encode_to_vec(),
+        );
+        if let Some(url) = scope.schema_url().filter(|u| !u.is_empty()) {
+            bytes(&mut scope_head, SCOPE_SPANS_SCHEMA_URL, url.as_bytes());
+        }
+        Self {
+            resource: head,
+            scope: scope_head,
+            spans: Vec::new(),
+            span: Vec::new(),
+            sdk: Vec::new(),
+            blocks: Blocks::default(),
+            count: 0,
+        }
+    }
+
+    /// Adds one span to the request being built.
+    pub(crate) fn add(&mut self, record: Record) {
+        self.count += 1;
+        match record {
+            Record::Db(span) => {
+                self.span.clear();
+                db_span(&mut self.span, &span, &mut self.blocks);
+                bytes(&mut self.spans, SCOPE_SPANS_SPANS, &self.span);
+            }
+            Record::Sdk(span) => self.add_sdk(*span),
+        }
+    }
+
+    fn add_sdk(&mut self, span: SpanData) {
+        let at = match self
+            .sdk
+            .iter()
+            .position(|(scope, _)| *scope == span.instrumentation_scope)
+        {
+            Some(at) => at,
+            None => {
+                self.sdk
+                    .push((span.instrumentation_scope.clone(), Vec::new()));
+                self.sdk.len() - 1
+            }
+        };
+        self.sdk[at].1.push(ProtoSpan::from(span));
+    }
+
+    /// How many spans the request being built holds.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// The encoded request with every span added since the last call, and
+    /// the encoder emptied for the next.
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
+        let mut sdk = Vec::new();
+        for (scope, spans) in self.sdk.drain(..) {
+            let scope_spans = ScopeSpans {
+                schema_url: scope.schema_url().unwrap_or_default().to_owned(),
+                scope: Some(ProtoScope::from((&scope, None))),
+                spans,
+            };
+            key(&mut sdk, RESOURCE_SPANS_SCOPE_SPANS, LEN);
+            scope_spans
+                .encode_length_delimited(&mut sdk)
+                .unwrap_or_else(|_| unreachable!("a Vec grows as needed"));
+        }
+        // Lengths first, so that the spans are copied once, into a buffer
+        // of the right size.
+        let db = self.scope.len() + self.spans.len();
+        let mut body = self.resource.len() + sdk.len();
+        if !self.spans.is_empty() {
+            body += 1 + varint_len(db as u64) + db;
+        }
+        let mut request = Vec::with_capacity(1 + varint_len(body as u64) + body);
+        key(&mut request, REQUEST_RESOURCE_SPANS, LEN);
+        varint(&mut request, body as u64);
+        request.extend_from_slice(&self.resource);
+        if !self.spans.is_empty() {
+            key(&mut request, RESOURCE_SPANS_SCOPE_SPANS, LEN);
+            varint(&mut request, db as u64);
+            request.extend_from_slice(&self.scope);
+            request.extend_from_slice(&self.spans);
+            self.spans.clear();
+        }
+        request.extend_from_slice(&sdk);
+        self.count = 0;
+        request
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::borrow::Cow;
+    use std::time::{Duration, SystemTime};
+
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::{SpanContext, SpanId, Status, TraceFlags, TraceId, TraceState};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::Status as ProtoStatus;
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+
+    use super::*;
+
+    /// The SDK's form of a database span, with the attributes of the
+    /// conventions: what the SDK's own exporter would have been given.
+    fn span_data(span: &DbSpan, scope: &InstrumentationScope) -> SpanData {
+        let mut attributes = Vec::new();
+        let mut status = Status::Unset;
+        match &span.what {
+            What::Operation {
+                namespace,
+                address,
+                port,
+                operation,
+                text,
+                failure,
+            } => {
+                attributes.push(KeyValue::new("db.system.name", "postgresql"));
+                attributes.push(KeyValue::new("db.namespace", *namespace));
+                attributes.push(KeyValue::new("server.address", *address));
+                if let Some(port) = port {
+                    attributes.push(KeyValue::new("server.port", i64::from(*port)));
+                }
+                if let Some(operation) = operation {
+                    attributes.push(KeyValue::new("db.operation.name", *operation));
+                }
+                match text {
+                    Some(Text::Static(text)) => {
+                        attributes.push(KeyValue::new("db.query.text", *text));
+                    }
+                    Some(Text::Owned(text)) => {
+                        attributes.push(KeyValue::new("db.query.text", text.to_string()));
+                    }
+                    None => {}
+                }
+                if let Some(failure) = failure {
+                    if let Some(code) = &failure.status_code {
+                        attributes.push(KeyValue::new("db.response.status_code", code.clone()));
+                    }
+                    attributes.push(KeyValue::new("error.type", failure.error_type.clone()));
+                    status = Status::error(failure.message.clone());
+                }
+            }
+            What::Pool {
+                pool,
+                connection_id,
+            } => {
+                attributes.push(KeyValue::new(crate::metrics::POOL_NAME, *pool));
+                attributes.push(KeyValue::new(
+                    "pgline.connection.id",
+                    i64::try_from(*connection_id).unwrap_or(i64::MAX),
+                ));
+            }
+        }
+        SpanData {
+            span_context: SpanContext::new(
+                span.trace_id,
+                span.span_id,
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: span.parent_span_id,
+            parent_span_is_remote: span.parent_remote,
+            span_kind: span.kind.clone(),
+            name: Cow::Borrowed(span.name),
+            start_time: span.start,
+            end_time: span.end.max(span.start),
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: scope.clone(),
+        }
+    }
+
+    /// The spans of an encoded request, decoded with `prost`.
+    pub(crate) fn decode(request: &[u8]) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest::decode(request).unwrap_or_else(|e| panic!("decode: {e}"))
+    }
+
+    /// The SDK always sends a status; an unset one is the same as none.
+    fn normalized(mut span: ProtoSpan) -> ProtoSpan {
+        if span.status == Some(ProtoStatus::default()) {
+            span.status = None;
+        }
+        span
+    }
+
+    fn spans() -> Vec<DbSpan> {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_764_000_000_123_456_789);
+        let base = |name, what| DbSpan {
+            trace_id: TraceId::from(0x0123_4567_89ab_cdef_0011_2233_4455_6677_u128),
+            span_id: SpanId::from(0x1122_3344_5566_7788_u64),
+            parent_span_id: SpanId::INVALID,
+            parent_remote: false,
+            start,
+            end: start + Duration::from_micros(250),
+            name,
+            kind: SpanKind::Client,
+            what,
+        };
+        let operation = |text, failure, port| What::Operation {
+            namespace: "plant",
+            address: "db.example",
+            port,
+            operation: Some("SELECT"),
+            text,
+            failure,
+        };
+        let long = "SELECT ".to_owned() + &"x, ".repeat(100) + "1 FROM orders";
+        vec![
+            base(
+                "SELECT plant",
+                operation(Some(Text::Static("SELECT 1")), None, None),
+            ),
+            DbSpan {
+                parent_span_id: SpanId::from(0xffee_ddcc_bbaa_9988_u64),
+                parent_remote: true,
+                ..base(
+                    "SELECT orders",
+                    operation(
+                        Some(Text::Owned(long.into())),
+                        Some(Box::new(Failure {
+                            error_type: Cow::Borrowed("23505"),
+                            status_code: Some("23505".to_owned()),
+                            message: "unique_violation".to_owned(),
+                        })),
+                        Some(6543),
+                    ),
+                )
+            },
+            DbSpan {
+                parent_span_id: SpanId::from(7u64),
+                end: start - Duration::from_secs(1),
+                ..base(
+                    "TRANSACTION plant",
+                    What::Operation {
+                        namespace: "plant",
+                        address: "db.example",
+                        port: None,
+                        operation: None,
+                        text: None,
+                        failure: Some(Box::new(Failure {
+                            error_type: Cow::Borrowed("cancelled"),
+                            status_code: None,
+                            message: String::new(),
+                        })),
+                    },
+                )
+            },
+            DbSpan {
+                kind: SpanKind::Internal,
+                ..base(
+                    "acquire",
+                    What::Pool {
+                        pool: "main",
+                        connection_id: u64::MAX,
+                    },
+                )
+            },
+        ]
+    }
+
+    #[test]
+    fn database_spans_encode_as_the_sdk_would_send_them() {
+        let resource = crate::setup::resource("encode-test");
+        let scope = InstrumentationScope::builder("pgline")
+            .with_version("9.9.9")
+            .build();
+        let mut encoder = Encoder::new(&resource, &scope);
+        for span in spans() {
+            encoder.add(Record::Db(span));
+        }
+        assert_eq!(encoder.len(), 4);
+        let request = decode(&encoder.finish());
+        assert_eq!(encoder.len(), 0);
+
+        let expected_resource = ResourceAttributesWithSchema::from(&resource);
+        assert_eq!(request.resource_spans.len(), 1);
+        let resource_spans = &request.resource_spans[0];
+        assert_eq!(
+            resource_spans.resource.as_ref().map(|r| &r.attributes),
+            Some(&expected_resource.attributes.0)
+        );
+        assert_eq!(resource_spans.scope_spans.len(), 1);
+        let scope_spans = &resource_spans.scope_spans[0];
+        assert_eq!(scope_spans.scope, Some(ProtoScope::from((&scope, None))));
+        let expected: Vec<ProtoSpan> = spans()
+            .iter()
+            .map(|s| normalized(ProtoSpan::from(span_data(s, &scope))))
+            .collect();
+        assert_eq!(scope_spans.spans, expected);
+
+        // The buffers are reused: a second request holds only its own.
+        encoder.add(Record::Db(spans().remove(3)));
+        let again = decode(&encoder.finish());
+        assert_eq!(again.resource_spans[0].scope_spans[0].spans, expected[3..]);
+    }
+
+    #[test]
+    fn sdk_spans_join_the_request_under_their_own_scope() {
+        let resource = crate::setup::resource("encode-test");
+        let pgline = InstrumentationScope::builder("pgline").build();
+        let other = InstrumentationScope::builder("tracing-opentelemetry").build();
+        let mut encoder = Encoder::new(&resource, &pgline);
+        let mut request_span = span_data(&spans().remove(0), &other);
+        request_span.name = Cow::Borrowed("POST /api/orders");
+        request_span.span_kind = SpanKind::Server;
+        request_span.attributes = vec![KeyValue::new("http.response.status_code", 201)];
+        encoder.add(Record::Sdk(Box::new(request_span.clone())));
+        encoder.add(Record::Db(spans().remove(3)));
+        encoder.add(Record::Sdk(Box::new(request_span.clone())));
+        let request = decode(&encoder.finish());
+        let scope_spans = &request.resource_spans[0].scope_spans;
+        assert_eq!(scope_spans.len(), 2);
+        assert_eq!(
+            scope_spans[0].scope.as_ref().map(|s| s.name.as_str()),
+            Some("pgline")
+        );
+        assert_eq!(scope_spans[0].spans.len(), 1);
+        assert_eq!(
+            scope_spans[1].scope.as_ref().map(|s| s.name.as_str()),
+            Some("tracing-opentelemetry")
+        );
+        assert_eq!(
+            scope_spans[1].spans,
+            vec![
+                ProtoSpan::from(request_span.clone()),
+                ProtoSpan::from(request_span)
+            ]
+        );
+    }
+
+    #[test]
+    fn varint_lengths_match_the_encoding() {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            varint(&mut out, value);
+            assert_eq!(out.len(), varint_len(value), "{value}");
+            assert_eq!(prost::encoding::encoded_len_varint(value), out.len());
+        }
+    }
+}
