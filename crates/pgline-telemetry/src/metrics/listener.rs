@@ -62,7 +62,7 @@ impl PoolObserver {
             spans::current_parent(),
             end.checked_sub(took).unwrap_or(end),
         );
-        tracer.end(&started, end, name, SpanKind::Internal, || What::Pool {
+        tracer.end(&started, took, name, SpanKind::Internal, || What::Pool {
             pool: self.pool_static,
             connection_id,
         });

@@ -91,11 +91,6 @@ fn bytes(out: &mut Vec<u8>, field: u32, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-fn fixed64(out: &mut Vec<u8>, field: u32, value: u64) {
-    key(out, field, FIXED64);
-    out.extend_from_slice(&value.to_le_bytes());
-}
-
 /// A `KeyValue` whose value is a string, as an element of `field`.
 fn string_attribute(out: &mut Vec<u8>, field: u32, name: &str, value: &str) {
     let any = 1 + varint_len(value.len() as u64) + value.len();
@@ -129,7 +124,7 @@ fn nanos(time: std::time::SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn kind(kind: &SpanKind) -> u64 {
+fn kind(kind: &SpanKind) -> u8 {
     match kind {
         SpanKind::Internal => 1,
         SpanKind::Server => 2,
@@ -165,43 +160,120 @@ enum BlockKey {
 const MAX_BLOCKS: usize = 64;
 
 impl Blocks {
-    fn get(&mut self, key: BlockKey, make: impl FnOnce(&mut Vec<u8>)) -> &[u8] {
-        let at = match self.entries.iter().position(|(k, _)| *k == key) {
-            Some(at) => at,
-            None => {
-                if self.entries.len() >= MAX_BLOCKS {
-                    self.entries.clear();
-                }
-                let mut block = Vec::new();
-                make(&mut block);
-                self.entries.push((key, block));
-                self.entries.len() - 1
-            }
-        };
+    /// The index of `key`'s block, made by `make` the first time.
+    fn index(&mut self, key: BlockKey, make: impl FnOnce(&mut Vec<u8>)) -> usize {
+        if let Some(at) = self.entries.iter().position(|(k, _)| *k == key) {
+            return at;
+        }
+        if self.entries.len() >= MAX_BLOCKS {
+            self.entries.clear();
+        }
+        let mut block = Vec::new();
+        make(&mut block);
+        self.entries.push((key, block));
+        self.entries.len() - 1
+    }
+
+    fn block(&self, at: usize) -> &[u8] {
         &self.entries[at].1
     }
 }
 
-/// The body of one database span's `Span` message.
-fn db_span(out: &mut Vec<u8>, span: &DbSpan, blocks: &mut Blocks) {
-    bytes(out, SPAN_TRACE_ID, &span.trace_id.to_bytes());
-    bytes(out, SPAN_SPAN_ID, &span.span_id.to_bytes());
-    if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
-        bytes(out, SPAN_PARENT_SPAN_ID, &span.parent_span_id.to_bytes());
+/// The length of a [`string_attribute`] element.
+fn string_attribute_len(name: &str, value: &str) -> usize {
+    let any = 1 + varint_len(value.len() as u64) + value.len();
+    let entry = 1 + varint_len(name.len() as u64) + name.len() + 1 + varint_len(any as u64) + any;
+    1 + varint_len(entry as u64) + entry
+}
+
+/// The fixed-size fields of a span: at most 64 bytes.
+struct Head {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Self {
+            buf: [0; 64],
+            len: 0,
+        }
     }
-    bytes(out, SPAN_NAME, span.name.as_bytes());
-    key(out, SPAN_KIND, VARINT);
-    varint(out, kind(&span.kind));
-    fixed64(out, SPAN_START, nanos(span.start));
-    fixed64(out, SPAN_END, nanos(span.end.max(span.start)));
-    let mut failure_message = None;
+}
+
+impl Head {
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// The tag of `flags` (field 16, so two bytes of varint).
+const FLAGS_TAG: [u8; 2] = {
+    let tag = SPAN_FLAGS << 3 | FIXED32;
+    [(tag as u8 & 0x7f) | 0x80, (tag >> 7) as u8]
+};
+
+/// A one-byte field tag (fields 1 to 15).
+const fn tag(field: u32, wire: u32) -> u8 {
+    assert!(field < 16);
+    (field << 3 | wire) as u8
+}
+
+/// A reused buffer for the part of a span whose length is not known in
+/// advance.
+#[derive(Default)]
+struct Scratch {
+    /// What follows the attribute blocks and the text: the failure's
+    /// attributes and status, a pool span's connection id.
+    tail: Vec<u8>,
+}
+
+/// Appends one database span, as a `ScopeSpans.spans` element, to `out`:
+/// its parts are measured first, so the span is written once, in place.
+fn db_span(out: &mut Vec<u8>, span: &DbSpan, blocks: &mut Blocks, scratch: &mut Scratch) {
+    let Scratch { tail } = scratch;
+    tail.clear();
+    // The fixed-size fields, written into an array: no capacity checks, no
+    // calls. The tags fit in one byte except `flags`' (field 16).
+    let mut head = Head::default();
+    head.put(&[tag(SPAN_TRACE_ID, LEN), 16]);
+    head.put(&span.trace_id.to_bytes());
+    head.put(&[tag(SPAN_SPAN_ID, LEN), 8]);
+    head.put(&span.span_id.to_bytes());
+    if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
+        head.put(&[tag(SPAN_PARENT_SPAN_ID, LEN), 8]);
+        head.put(&span.parent_span_id.to_bytes());
+    }
+    head.put(&[tag(SPAN_KIND, VARINT), kind(&span.kind)]);
+    let start = nanos(span.start);
+    let end = start.saturating_add(u64::try_from(span.duration.as_nanos()).unwrap_or(u64::MAX));
+    head.put(&[tag(SPAN_START, FIXED64)]);
+    head.put(&start.to_le_bytes());
+    head.put(&[tag(SPAN_END, FIXED64)]);
+    head.put(&end.to_le_bytes());
+    let mut flags = FLAGS_SAMPLED | FLAGS_HAS_IS_REMOTE;
+    if span.parent_remote {
+        flags |= FLAGS_IS_REMOTE;
+    }
+    head.put(&FLAGS_TAG);
+    head.put(&flags.to_le_bytes());
+    let head = head.bytes();
+
+    let first_block;
+    let mut second_block = None;
+    let mut text = None;
     match &span.what {
         What::Operation {
             namespace,
             address,
             port,
             operation,
-            text,
+            text: query,
             failure,
         } => {
             let handle = BlockKey::Handle {
@@ -209,29 +281,25 @@ fn db_span(out: &mut Vec<u8>, span: &DbSpan, blocks: &mut Blocks) {
                 address: (address.as_ptr().addr(), address.len()),
                 port: *port,
             };
-            out.extend_from_slice(blocks.get(handle, |b| {
+            first_block = blocks.index(handle, |b| {
                 string_attribute(b, SPAN_ATTRIBUTES, "db.system.name", "postgresql");
                 string_attribute(b, SPAN_ATTRIBUTES, "db.namespace", namespace);
                 string_attribute(b, SPAN_ATTRIBUTES, "server.address", address);
                 if let Some(port) = port {
                     int_attribute(b, SPAN_ATTRIBUTES, "server.port", i64::from(*port));
                 }
-            }));
+            });
             if let Some(operation) = operation {
                 let key = BlockKey::Operation(operation.as_ptr().addr(), operation.len());
-                out.extend_from_slice(blocks.get(key, |b| {
+                second_block = Some(blocks.index(key, |b| {
                     string_attribute(b, SPAN_ATTRIBUTES, "db.operation.name", operation);
                 }));
             }
-            match text {
-                Some(Text::Static(text)) => {
-                    string_attribute(out, SPAN_ATTRIBUTES, "db.query.text", text);
-                }
-                Some(Text::Owned(text)) => {
-                    string_attribute(out, SPAN_ATTRIBUTES, "db.query.text", text);
-                }
-                None => {}
-            }
+            text = match query {
+                Some(Text::Static(query)) => Some(*query),
+                Some(Text::Owned(query)) => Some(&**query),
+                None => None,
+            };
             if let Some(failure) = failure {
                 let Failure {
                     error_type,
@@ -239,10 +307,15 @@ fn db_span(out: &mut Vec<u8>, span: &DbSpan, blocks: &mut Blocks) {
                     message,
                 } = &**failure;
                 if let Some(code) = status_code {
-                    string_attribute(out, SPAN_ATTRIBUTES, "db.response.status_code", code);
+                    string_attribute(tail, SPAN_ATTRIBUTES, "db.response.status_code", code);
                 }
-                string_attribute(out, SPAN_ATTRIBUTES, "error.type", error_type);
-                failure_message = Some(message.as_str());
+                string_attribute(tail, SPAN_ATTRIBUTES, "error.type", error_type);
+                let status = 1 + varint_len(message.len() as u64) + message.len() + 2;
+                key(tail, SPAN_STATUS, LEN);
+                varint(tail, status as u64);
+                bytes(tail, STATUS_MESSAGE, message.as_bytes());
+                key(tail, STATUS_CODE, VARINT);
+                varint(tail, STATUS_CODE_ERROR);
             }
         }
         What::Pool {
@@ -250,31 +323,38 @@ fn db_span(out: &mut Vec<u8>, span: &DbSpan, blocks: &mut Blocks) {
             connection_id,
         } => {
             let key = BlockKey::Pool(pool.as_ptr().addr(), pool.len());
-            out.extend_from_slice(blocks.get(key, |b| {
+            first_block = blocks.index(key, |b| {
                 string_attribute(b, SPAN_ATTRIBUTES, crate::metrics::POOL_NAME, pool);
-            }));
+            });
             int_attribute(
-                out,
+                tail,
                 SPAN_ATTRIBUTES,
                 "pgline.connection.id",
                 i64::try_from(*connection_id).unwrap_or(i64::MAX),
             );
         }
     }
-    if let Some(message) = failure_message {
-        let status = 1 + varint_len(message.len() as u64) + message.len() + 2;
-        key(out, SPAN_STATUS, LEN);
-        varint(out, status as u64);
-        bytes(out, STATUS_MESSAGE, message.as_bytes());
-        key(out, STATUS_CODE, VARINT);
-        varint(out, STATUS_CODE_ERROR);
+    let first = blocks.block(first_block);
+    let second = second_block.map_or(&[][..], |at| blocks.block(at));
+    let name = span.name.as_bytes();
+    let len = head.len()
+        + 1
+        + varint_len(name.len() as u64)
+        + name.len()
+        + first.len()
+        + second.len()
+        + text.map_or(0, |t| string_attribute_len("db.query.text", t))
+        + tail.len();
+    key(out, SCOPE_SPANS_SPANS, LEN);
+    varint(out, len as u64);
+    out.extend_from_slice(head);
+    bytes(out, SPAN_NAME, name);
+    out.extend_from_slice(first);
+    out.extend_from_slice(second);
+    if let Some(text) = text {
+        string_attribute(out, SPAN_ATTRIBUTES, "db.query.text", text);
     }
-    let mut flags = FLAGS_SAMPLED | FLAGS_HAS_IS_REMOTE;
-    if span.parent_remote {
-        flags |= FLAGS_IS_REMOTE;
-    }
-    key(out, SPAN_FLAGS, FIXED32);
-    out.extend_from_slice(&flags.to_le_bytes());
+    out.extend_from_slice(tail);
 }
 
 /// Builds `ExportTraceServiceRequest`s: [`add`](Encoder::add) the records
@@ -287,8 +367,8 @@ pub(crate) struct Encoder {
     scope: Vec<u8>,
     /// The database spans' `Span` fields so far.
     spans: Vec<u8>,
-    /// One span's body, before its length is known.
-    span: Vec<u8>,
+    /// Parts of one span, before its length is known.
+    scratch: Scratch,
     /// Spans from the SDK, by their scope.
     sdk: Vec<(InstrumentationScope, Vec<ProtoSpan>)>,
     blocks: Blocks,
@@ -331,7 +411,7 @@ impl Encoder {
             resource: head,
             scope: scope_head,
             spans: Vec::new(),
-            span: Vec::new(),
+            scratch: Scratch::default(),
             sdk: Vec::new(),
             blocks: Blocks::default(),
             count: 0,
@@ -343,9 +423,7 @@ impl Encoder {
         self.count += 1;
         match record {
             Record::Db(span) => {
-                self.span.clear();
-                db_span(&mut self.span, &span, &mut self.blocks);
-                bytes(&mut self.spans, SCOPE_SPANS_SPANS, &self.span);
+                db_span(&mut self.spans, &span, &mut self.blocks, &mut self.scratch);
             }
             Record::Sdk(span) => self.add_sdk(*span),
         }
@@ -488,7 +566,7 @@ pub(crate) mod tests {
             span_kind: span.kind.clone(),
             name: Cow::Borrowed(span.name),
             start_time: span.start,
-            end_time: span.end.max(span.start),
+            end_time: span.start.checked_add(span.duration).unwrap_or(span.start),
             attributes,
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
@@ -519,7 +597,7 @@ pub(crate) mod tests {
             parent_span_id: SpanId::INVALID,
             parent_remote: false,
             start,
-            end: start + Duration::from_micros(250),
+            duration: Duration::from_micros(250),
             name,
             kind: SpanKind::Client,
             what,
@@ -556,7 +634,7 @@ pub(crate) mod tests {
             },
             DbSpan {
                 parent_span_id: SpanId::from(7u64),
-                end: start - Duration::from_secs(1),
+                duration: Duration::ZERO,
                 ..base(
                     "TRANSACTION plant",
                     What::Operation {

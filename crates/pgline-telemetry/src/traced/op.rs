@@ -325,7 +325,7 @@ impl Operation<'_> {
         };
         tracer.end(
             span,
-            span.start_time() + elapsed,
+            elapsed,
             shared.span_names[self.op],
             SpanKind::Client,
             what,

@@ -48,7 +48,7 @@ pub(crate) struct DbSpan {
     pub(crate) parent_span_id: SpanId,
     pub(crate) parent_remote: bool,
     pub(crate) start: SystemTime,
-    pub(crate) end: SystemTime,
+    pub(crate) duration: Duration,
     pub(crate) name: &'static str,
     pub(crate) kind: SpanKind,
     pub(crate) what: What,
@@ -492,7 +492,7 @@ pub(crate) mod tests {
             parent_span_id: SpanId::INVALID,
             parent_remote: false,
             start: SystemTime::UNIX_EPOCH,
-            end: SystemTime::UNIX_EPOCH + Duration::from_millis(3),
+            duration: Duration::from_millis(3),
             name,
             kind: SpanKind::Client,
             what: What::Pool {

@@ -239,12 +239,6 @@ pub(crate) struct Started {
     start: SystemTime,
 }
 
-impl Started {
-    pub(crate) fn start_time(&self) -> SystemTime {
-        self.start
-    }
-}
-
 impl DbTracer {
     pub(crate) fn new(
         queue: SpanQueue,
@@ -293,7 +287,7 @@ impl DbTracer {
     pub(crate) fn end(
         &self,
         started: &Started,
-        end: SystemTime,
+        duration: Duration,
         name: &'static str,
         kind: SpanKind,
         what: impl FnOnce() -> What,
@@ -307,7 +301,7 @@ impl DbTracer {
             parent_span_id: started.parent_span_id,
             parent_remote: started.parent_remote,
             start: started.start,
-            end,
+            duration,
             name,
             kind,
             what: what(),
