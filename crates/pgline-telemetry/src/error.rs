@@ -39,6 +39,15 @@ pub enum TelemetryError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A TLS file for OTLP export (`OTEL_EXPORTER_OTLP_CERTIFICATE`, …)
+    /// cannot be used.
+    #[error("{variable}: {reason}")]
+    Tls {
+        /// The variable that named the file.
+        variable: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The span export thread could not be started.
     #[error("could not start the span export thread")]
     Thread(#[source] std::io::Error),

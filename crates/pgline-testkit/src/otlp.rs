@@ -117,12 +117,31 @@ impl Receiver {
         .await
     }
 
+    /// Like [`start`](Receiver::start), but serving gRPC over TLS with the
+    /// PEM certificate chain and key given: export to `https://localhost:{port}`
+    /// with `cert_pem`'s CA trusted.
+    pub async fn start_tls(
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<(Self, SocketAddr), TestkitError> {
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
+        Self::serve_with(Self::default(), Some(tls)).await
+    }
+
     /// Spans received so far.
     pub fn span_count(&self) -> u64 {
         self.span_count.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn serve(receiver: Self) -> Result<(Self, SocketAddr), TestkitError> {
+        Self::serve_with(receiver, None).await
+    }
+
+    async fn serve_with(
+        receiver: Self,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> Result<(Self, SocketAddr), TestkitError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| TestkitError::io("binding the OTLP receiver to 127.0.0.1", e))?;
@@ -131,14 +150,23 @@ impl Receiver {
             .map_err(|e| TestkitError::io("reading the OTLP receiver's address", e))?;
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
         let metrics = MetricsServiceServer::new(receiver.clone());
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).map_err(|e| {
+                TestkitError::io(
+                    "configuring the OTLP receiver's TLS",
+                    std::io::Error::other(e),
+                )
+            })?;
+        }
         if receiver.counting_only {
-            let server = tonic::transport::Server::builder()
+            let server = builder
                 .add_service(counting::Traces(receiver.span_count.clone()))
                 .add_service(metrics)
                 .serve_with_incoming(incoming);
             tokio::spawn(server);
         } else {
-            let server = tonic::transport::Server::builder()
+            let server = builder
                 .add_service(TraceServiceServer::new(receiver.clone()))
                 .add_service(metrics)
                 .serve_with_incoming(incoming);

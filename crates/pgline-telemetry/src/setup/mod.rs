@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
@@ -25,7 +25,7 @@ use crate::traced::spans::{DbTracer, SamplerChoice};
 use crate::{Metrics, PoolObserver, TelemetryError};
 use export::{ExportHealth, ReportingMetricExporter};
 pub use subscriber::LogFormat;
-use traces::{Discard, TraceClient};
+use traces::{Discard, TlsFiles, TraceClient};
 
 /// How long one OTLP export may take (connect included) before it counts as
 /// failed. Exports run on the SDK's own threads, never on a caller's path.
@@ -121,6 +121,8 @@ pub struct TelemetryBuilder {
     discard: bool,
     metric_interval: Option<Duration>,
     acquire_span_threshold: Duration,
+    traces_tls: TlsFiles,
+    metrics_tls: TlsFiles,
 }
 
 impl TelemetryBuilder {
@@ -155,6 +157,19 @@ impl TelemetryBuilder {
     #[must_use]
     pub fn acquire_span_threshold(mut self, threshold: Duration) -> Self {
         self.acquire_span_threshold = threshold;
+        self
+    }
+
+    /// Trusts the CA certificates in the PEM file at `path` for an `https`
+    /// OTLP endpoint, besides the public roots: what
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE` says (for a collector whose
+    /// certificate an in-house CA signed). The file is read by
+    /// [`build`](TelemetryBuilder::build).
+    #[must_use]
+    pub fn otlp_ca_certificate(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        let path = path.into();
+        self.traces_tls = self.traces_tls.with_ca(path.clone());
+        self.metrics_tls = self.metrics_tls.with_ca(path);
         self
     }
 
@@ -195,6 +210,7 @@ impl TelemetryBuilder {
                 Some(TraceClient::new(
                     endpoint,
                     EXPORT_TIMEOUT,
+                    &self.traces_tls,
                     handle.clone(),
                     health.clone(),
                 )?)
@@ -202,12 +218,16 @@ impl TelemetryBuilder {
                 None
             };
             if self.export_metrics {
-                let metrics = opentelemetry_otlp::MetricExporter::builder()
+                let uri = traces::with_scheme(endpoint, traces::insecure("METRICS"));
+                let mut metrics = opentelemetry_otlp::MetricExporter::builder()
                     .with_tonic()
-                    .with_endpoint(endpoint.clone())
-                    .with_timeout(EXPORT_TIMEOUT)
-                    .build()
-                    .map_err(exporter_error("metrics"))?;
+                    .with_endpoint(uri.clone())
+                    .with_timeout(EXPORT_TIMEOUT);
+                if traces::is_https(&uri) {
+                    // The exporter would trust no root at all by itself.
+                    metrics = metrics.with_tls_config(self.metrics_tls.config()?);
+                }
+                let metrics = metrics.build().map_err(exporter_error("metrics"))?;
                 metric_export = Some((
                     ReportingMetricExporter::new(metrics, health),
                     self.metric_interval,
@@ -274,6 +294,8 @@ impl Telemetry {
             discard: false,
             metric_interval: None,
             acquire_span_threshold: DEFAULT_ACQUIRE_SPAN_THRESHOLD,
+            traces_tls: TlsFiles::from_env("TRACES"),
+            metrics_tls: TlsFiles::from_env("METRICS"),
         }
     }
 

@@ -5,10 +5,16 @@
 //! the same variables: the endpoint (a scheme-less one is `https://` unless
 //! `OTEL_EXPORTER_OTLP_INSECURE=true`), `OTEL_EXPORTER_OTLP_TRACES_HEADERS`
 //! or else `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,…`, values URL-decoded),
-//! and a timeout per export. Like it, without a TLS feature an `https`
-//! endpoint is refused when telemetry is built, and compression is not
-//! offered. Metrics still go through `opentelemetry-otlp`'s exporter.
+//! and a timeout per export. Compression is not offered. Metrics still go
+//! through `opentelemetry-otlp`'s exporter.
+//!
+//! An `https` endpoint is verified against the public (Mozilla) roots plus
+//! the PEM file in `OTEL_EXPORTER_OTLP_CERTIFICATE`, and a client
+//! certificate is presented when `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and
+//! `OTEL_EXPORTER_OTLP_CLIENT_KEY` name one ([`TlsFiles`]; each also in a
+//! `_TRACES_`/`_METRICS_` form that wins for its signal).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +25,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use prost::Message as _;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{GrpcMethod, Status};
 
 use super::export::{EXPORT_TARGET, ExportHealth, Signal};
@@ -62,29 +68,21 @@ impl TraceClient {
     pub(crate) fn new(
         endpoint: &str,
         timeout: Duration,
+        tls: &TlsFiles,
         runtime: tokio::runtime::Handle,
         health: Arc<ExportHealth>,
     ) -> Result<Self, TelemetryError> {
-        let insecure = [
-            "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
-            "OTEL_EXPORTER_OTLP_INSECURE",
-        ]
-        .iter()
-        .find_map(|v| std::env::var(v).ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-        let uri = with_scheme(endpoint, insecure);
         let invalid = |reason: String| TelemetryError::Endpoint {
             endpoint: endpoint.to_owned(),
             reason,
         };
-        let built =
+        let uri = with_scheme(endpoint, insecure("TRACES"));
+        let mut built =
             Endpoint::from_shared(uri.clone()).map_err(|e| invalid(format!("not a URI ({e})")))?;
-        if built.uri().scheme_str() == Some("https") {
-            return Err(invalid(
-                "https is not supported by this build; use http:// with a collector on a \
-                 trusted network or a local agent"
-                    .to_owned(),
-            ));
+        if is_https(&uri) {
+            built = built
+                .tls_config(tls.config()?)
+                .map_err(|e| invalid(format!("TLS: {e}")))?;
         }
         let built = built
             .timeout(timeout)
@@ -183,9 +181,115 @@ fn causes(text: &mut String, mut error: Option<&(dyn std::error::Error + 'static
     }
 }
 
+/// Whether `OTEL_EXPORTER_OTLP_{signal}_INSECURE`, else
+/// `OTEL_EXPORTER_OTLP_INSECURE`, is `true`: a scheme-less endpoint is then
+/// plain `http://`.
+pub(crate) fn insecure(signal: &str) -> bool {
+    [
+        format!("OTEL_EXPORTER_OTLP_{signal}_INSECURE"),
+        "OTEL_EXPORTER_OTLP_INSECURE".to_owned(),
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok())
+    .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Whether a URI (with its scheme) asks for TLS.
+pub(crate) fn is_https(uri: &str) -> bool {
+    uri.get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
+/// A file named by a variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Named {
+    variable: String,
+    path: PathBuf,
+}
+
+impl Named {
+    fn read(&self) -> Result<Vec<u8>, TelemetryError> {
+        std::fs::read(&self.path).map_err(|e| TelemetryError::Tls {
+            variable: self.variable.clone(),
+            reason: format!("cannot read {}: {e}", self.path.display()),
+        })
+    }
+}
+
+/// The TLS files of one signal's export: a CA to trust besides the public
+/// roots, and a client certificate with its key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TlsFiles {
+    ca: Option<Named>,
+    certificate: Option<Named>,
+    key: Option<Named>,
+}
+
+impl TlsFiles {
+    /// From `OTEL_EXPORTER_OTLP_{signal}_CERTIFICATE`, `_CLIENT_CERTIFICATE`
+    /// and `_CLIENT_KEY`, each else its form without the signal.
+    pub(crate) fn from_env(signal: &str) -> Self {
+        let named = |what: &str| {
+            [
+                format!("OTEL_EXPORTER_OTLP_{signal}_{what}"),
+                format!("OTEL_EXPORTER_OTLP_{what}"),
+            ]
+            .into_iter()
+            .find_map(|variable| {
+                let path = std::env::var_os(&variable).filter(|p| !p.is_empty())?;
+                Some(Named {
+                    variable,
+                    path: path.into(),
+                })
+            })
+        };
+        Self {
+            ca: named("CERTIFICATE"),
+            certificate: named("CLIENT_CERTIFICATE"),
+            key: named("CLIENT_KEY"),
+        }
+    }
+
+    /// Trusts the CA certificates in the PEM file at `path` (given in code,
+    /// in place of the variable).
+    pub(crate) fn with_ca(mut self, path: PathBuf) -> Self {
+        self.ca = Some(Named {
+            variable: "the OTLP CA certificate".to_owned(),
+            path,
+        });
+        self
+    }
+
+    /// The client TLS configuration: the public roots, the CA file's
+    /// certificates, the client identity. The files are read now, so a
+    /// missing one is reported when telemetry is built.
+    pub(crate) fn config(&self) -> Result<ClientTlsConfig, TelemetryError> {
+        let mut config = ClientTlsConfig::new().with_webpki_roots();
+        if let Some(ca) = &self.ca {
+            config = config.ca_certificate(Certificate::from_pem(ca.read()?));
+        }
+        match (&self.certificate, &self.key) {
+            (Some(certificate), Some(key)) => {
+                config = config.identity(Identity::from_pem(certificate.read()?, key.read()?));
+            }
+            (Some(only), None) | (None, Some(only)) => {
+                return Err(TelemetryError::Tls {
+                    variable: only.variable.clone(),
+                    reason:
+                        "a client certificate needs both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE \
+                             and OTEL_EXPORTER_OTLP_CLIENT_KEY"
+                            .to_owned(),
+                });
+            }
+            (None, None) => {}
+        }
+        Ok(config)
+    }
+}
+
 /// `endpoint` with a scheme: as given when it has one, else `https://`, or
 /// `http://` when `insecure`.
-fn with_scheme(endpoint: &str, insecure: bool) -> String {
+pub(crate) fn with_scheme(endpoint: &str, insecure: bool) -> String {
     let has_scheme = endpoint
         .split_once("://")
         .is_some_and(|(scheme, _)| !scheme.contains(['/', '?', '#']));
@@ -347,23 +451,53 @@ mod tests {
     }
 
     #[test]
-    fn https_and_malformed_endpoints_are_refused_naming_the_endpoint() {
+    fn a_malformed_endpoint_or_a_missing_tls_file_is_refused_by_name() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
-        for endpoint in ["https://collector:4317", "http://bad host:4317"] {
-            let health = ExportHealth::new(endpoint);
-            let error = TraceClient::new(
+        let client = |endpoint: &str, tls: &TlsFiles| {
+            TraceClient::new(
                 endpoint,
                 Duration::from_secs(1),
+                tls,
                 runtime.handle().clone(),
-                health,
+                ExportHealth::new(endpoint),
             )
             .err()
             .map(|e| e.to_string())
-            .unwrap_or_default();
-            assert!(error.contains(endpoint), "{error}");
-        }
+            .unwrap_or_default()
+        };
+        let error = client("http://bad host:4317", &TlsFiles::default());
+        assert!(error.contains("http://bad host:4317"), "{error}");
+
+        let missing = TlsFiles::default().with_ca("/nonexistent/ca.pem".into());
+        let error = client("https://collector:4317", &missing);
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+        // Over plain http the CA file is not needed, so not read.
+        assert_eq!(client("http://collector:4317", &missing), "");
+
+        let half = TlsFiles {
+            key: Some(Named {
+                variable: "OTEL_EXPORTER_OTLP_CLIENT_KEY".to_owned(),
+                path: "/k.pem".into(),
+            }),
+            ..TlsFiles::default()
+        };
+        let error = client("https://collector:4317", &half);
+        assert!(
+            error.starts_with("OTEL_EXPORTER_OTLP_CLIENT_KEY:"),
+            "{error}"
+        );
+        // Public roots only: builds (and would verify the collector).
+        assert_eq!(client("https://collector:4317", &TlsFiles::default()), "");
+    }
+
+    #[test]
+    fn https_is_recognised_in_any_case() {
+        assert!(is_https("https://c:4317"));
+        assert!(is_https("HTTPS://c:4317"));
+        assert!(!is_https("http://c:4317"));
+        assert!(!is_https("http"));
     }
 }

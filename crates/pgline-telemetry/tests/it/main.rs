@@ -9,3 +9,4 @@ mod common;
 mod otlp;
 mod prometheus;
 mod secrets;
+mod tls;
