@@ -34,10 +34,10 @@ use spans::InScope;
 /// a long wait) is a child of the statement or transaction that waited.
 ///
 /// Spans exist when the [`Metrics`] given to [`with_metrics`](Traced::with_metrics)
-/// belong to a [`Telemetry`](crate::Telemetry) that traces. They are made
-/// directly on the OpenTelemetry SDK's batch processor, not through
-/// `tracing` (which costs several times more per statement), and sampled
-/// like the service's other spans (`OTEL_TRACES_SAMPLER`).
+/// belong to a [`Telemetry`](crate::Telemetry) that traces. They are
+/// recorded directly and encoded for OTLP on an export thread, not made
+/// through `tracing` (which costs several times more per statement), and
+/// sampled like the service's other spans (`OTEL_TRACES_SAMPLER`).
 ///
 /// `db.query.text` never holds parameter values: text that came with
 /// parameters is shown as written (`… WHERE barcode = $1`), text without

@@ -1,14 +1,13 @@
-//! Database spans made straight on the OpenTelemetry SDK's span processor.
+//! Database spans, made without `tracing` or the SDK's span machinery.
 //!
 //! A statement is the hottest path of the service, and building its span
 //! through `tracing` and `tracing-opentelemetry` cost about 3 µs (a `tracing`
 //! span in the registry, a `String` per attribute, an SDK span, then its
 //! `SpanData`). [`DbTracer`] skips all of that: it takes two ids and a clock
-//! reading when an operation starts and, when it ends, builds the
-//! [`SpanData`] the exporter takes — constant attributes are `&'static str`
-//! made once per handle, so a span costs one attribute vector and one copy of
-//! the statement's text — and hands it to the same batch processor that
-//! exports the service's other spans (HTTP requests, made through `tracing`).
+//! reading when an operation starts and, when it ends, pushes a fixed-size
+//! record — constant attributes are `&'static str` made once per handle, the
+//! statement's text is interned — into the span queue, which exports it with
+//! the service's other spans (HTTP requests, made through `tracing`).
 //!
 //! Parents follow the caller: the database operation being polled on this
 //! thread (a transaction for its statements and acquires, a statement for its
