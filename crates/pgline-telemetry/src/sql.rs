@@ -77,6 +77,17 @@ pub(crate) fn operation_name(sql: &str) -> Option<&'static str> {
 /// The index in [`KEYWORDS`] of the statement's first keyword.
 pub(crate) fn operation(sql: &str) -> Option<usize> {
     let bytes = sql.as_bytes();
+    // The common case first, in a few instructions: code writes the four
+    // data keywords in upper case at the very start (KEYWORDS[0..4]).
+    for (i, keyword) in KEYWORDS[..4].iter().enumerate() {
+        if bytes.starts_with(keyword.as_bytes())
+            && bytes
+                .get(keyword.len())
+                .is_none_or(|b| !b.is_ascii_alphabetic())
+        {
+            return Some(i);
+        }
+    }
     let mut i = 0;
     loop {
         match bytes.get(i) {
@@ -360,6 +371,14 @@ mod tests {
         assert_eq!(operation_name("-- only a comment"), None);
         assert_eq!(operation_name("checkpoint"), Some("CHECKPOINT"));
         assert_eq!(operation_name("CHECKPOINTS"), None);
+        assert_eq!(operation_name("SELECT"), Some("SELECT"));
+        assert_eq!(operation_name("SELECTED 1"), None);
+        assert_eq!(operation_name("DELETE\nFROM t"), Some("DELETE"));
+        assert_eq!(
+            operation_name("UPDATE_X"),
+            Some("UPDATE"),
+            "`_` ends a word"
+        );
         assert_eq!(operation_name("Deallocate ALL"), Some("DEALLOCATE"));
         assert_eq!(
             KEYWORDS.iter().map(|k| k.len()).max(),

@@ -48,6 +48,8 @@ pub struct Receiver {
     /// Counts spans and keeps nothing (benchmarks).
     counting_only: bool,
     span_count: Arc<std::sync::atomic::AtomicU64>,
+    /// Trace exports still to refuse with `UNAVAILABLE`.
+    refuse: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -65,6 +67,14 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let refused = self.refuse.fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |n| n.checked_sub(1),
+        );
+        if refused.is_ok() {
+            return Err(tonic::Status::unavailable("the collector is restarting"));
+        }
         let request = request.into_inner();
         let spans: usize = request
             .resource_spans
@@ -127,6 +137,17 @@ impl Receiver {
         let tls = tonic::transport::ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
         Self::serve_with(Self::default(), Some(tls)).await
+    }
+
+    /// Refuses the next `n` trace exports with `UNAVAILABLE` (a collector
+    /// restarting), then takes them again.
+    pub fn refuse_next(&self, n: u64) {
+        self.refuse.store(n, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Trace exports still to refuse.
+    pub fn refusals_left(&self) -> u64 {
+        self.refuse.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Spans received so far.

@@ -5,8 +5,9 @@
 //! the same variables: the endpoint (a scheme-less one is `https://` unless
 //! `OTEL_EXPORTER_OTLP_INSECURE=true`), `OTEL_EXPORTER_OTLP_TRACES_HEADERS`
 //! or else `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,…`, values URL-decoded),
-//! and a timeout per export. Compression is not offered. Metrics still go
-//! through `opentelemetry-otlp`'s exporter.
+//! and a timeout per export. Like it, it retries an export the collector
+//! could not take for now (see [`retryable`]). Compression is not offered.
+//! Metrics still go through `opentelemetry-otlp`'s exporter.
 //!
 //! An `https` endpoint is verified against the public (Mozilla) roots plus
 //! the PEM file in `OTEL_EXPORTER_OTLP_CERTIFICATE`, and a client
@@ -16,9 +17,9 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::BufMut as _;
+use bytes::{BufMut as _, Bytes};
 use http::uri::PathAndQuery;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
@@ -50,6 +51,8 @@ impl Sink for Discard {
 pub(crate) struct TraceClient {
     grpc: tonic::client::Grpc<Channel>,
     metadata: MetadataMap,
+    /// The whole export's budget, retries included.
+    timeout: Duration,
     runtime: tokio::runtime::Handle,
     health: Arc<ExportHealth>,
     partial_reported: bool,
@@ -106,17 +109,44 @@ impl TraceClient {
         Ok(Self {
             grpc: tonic::client::Grpc::new(channel),
             metadata,
+            timeout,
             runtime,
             health,
             partial_reported: false,
         })
     }
 
-    async fn export(&mut self, request: Vec<u8>) -> Result<ExportTraceServiceResponse, String> {
+    /// Sends `request`, retrying as [`retryable`] says while the retries
+    /// fit in the export timeout.
+    async fn export(&mut self, request: Bytes) -> Result<ExportTraceServiceResponse, String> {
+        let started = Instant::now();
+        let mut delay = RETRY_FIRST_DELAY;
+        let mut retries = 0;
+        loop {
+            match self.attempt(request.clone()).await {
+                Ok(response) => return Ok(response),
+                Err(Attempt::Failed(status)) => {
+                    let wait = delay + jitter();
+                    if retries == MAX_RETRIES
+                        || !retryable(status.code())
+                        || started.elapsed() + wait >= self.timeout
+                    {
+                        return Err(describe(&status));
+                    }
+                    tokio::time::sleep(wait).await;
+                    retries += 1;
+                    delay = (delay * 2).min(RETRY_MAX_DELAY);
+                }
+                Err(Attempt::NotReady(text)) => return Err(text),
+            }
+        }
+    }
+
+    async fn attempt(&mut self, request: Bytes) -> Result<ExportTraceServiceResponse, Attempt> {
         self.grpc.ready().await.map_err(|e| {
             let mut text = "span export failed: the channel is not ready".to_owned();
             causes(&mut text, Some(&e));
-            text
+            Attempt::NotReady(text)
         })?;
         let mut call = tonic::Request::new(request);
         *call.metadata_mut() = self.metadata.clone();
@@ -126,15 +156,55 @@ impl TraceClient {
             .grpc
             .unary(call, PathAndQuery::from_static(EXPORT_PATH), Raw)
             .await
-            .map_err(|status| describe(&status))?;
+            .map_err(Attempt::Failed)?;
         Ok(response.into_inner())
     }
+}
+
+/// Why one export attempt failed.
+enum Attempt {
+    /// The collector (or the transport) answered with this status.
+    Failed(Status),
+    /// The channel could not take the call.
+    NotReady(String),
+}
+
+/// Retries after the first attempt, and their delays: `opentelemetry-otlp`'s
+/// recommended policy (3 retries, from 100 ms doubling up to 1.6 s, plus up
+/// to 100 ms of jitter), bounded by the export timeout.
+const MAX_RETRIES: u32 = 3;
+const RETRY_FIRST_DELAY: Duration = Duration::from_millis(100);
+const RETRY_MAX_DELAY: Duration = Duration::from_millis(1600);
+
+/// Up to 100 ms, from the clock's nanoseconds (two exporters that failed
+/// together do not retry together).
+fn jitter() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_millis(u64::from(nanos % 101))
+}
+
+/// Whether the OTLP specification calls a gRPC code transient: the
+/// collector may take the same request later. (`RESOURCE_EXHAUSTED` is
+/// only when the collector says when, which is not read here.)
+fn retryable(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::OutOfRange
+            | Code::DataLoss
+    )
 }
 
 impl Sink for TraceClient {
     fn send(&mut self, request: Vec<u8>, _spans: usize) -> OTelSdkResult {
         let runtime = self.runtime.clone();
-        let result = match runtime.block_on(self.export(request)) {
+        let result = match runtime.block_on(self.export(Bytes::from(request))) {
             Ok(response) => {
                 if let Some(partial) = response.partial_success
                     && (partial.rejected_spans > 0 || !partial.error_message.is_empty())
@@ -375,7 +445,7 @@ fn url_decode(text: &str) -> Option<String> {
 struct Raw;
 
 impl Codec for Raw {
-    type Encode = Vec<u8>;
+    type Encode = Bytes;
     type Decode = ExportTraceServiceResponse;
     type Encoder = Raw;
     type Decoder = Raw;
@@ -390,10 +460,10 @@ impl Codec for Raw {
 }
 
 impl Encoder for Raw {
-    type Item = Vec<u8>;
+    type Item = Bytes;
     type Error = Status;
 
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         dst.put_slice(&item);
         Ok(())
     }

@@ -349,3 +349,41 @@ fn flushing_from_a_current_thread_runtime_completes() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_the_collector_cannot_take_yet_is_retried() {
+    bounded("the OTLP retry test", async {
+        let (receiver, addr) = Receiver::start().await.unwrap();
+        let config =
+            fresh_config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))]).await;
+        let db_name = config.database.name.clone();
+        let telemetry = Telemetry::builder(&config.telemetry)
+            .without_metric_export()
+            .build()
+            .unwrap();
+        let pool = pool(&config, PoolOptions::new(1, 2)).await;
+        let db = Traced::from_config(pool.clone(), &config).with_metrics(telemetry.metrics());
+        db.execute("SELECT 1", &[]).await.unwrap();
+        // Two refusals, then the third attempt lands: within the retries.
+        receiver.refuse_next(2);
+        tokio::task::block_in_place(|| telemetry.force_flush()).unwrap();
+        assert_eq!(receiver.refusals_left(), 0);
+        assert_eq!(
+            named(&receiver.spans(), &format!("SELECT {db_name}")).len(),
+            1
+        );
+
+        // A collector that keeps refusing: the export gives up, and says so.
+        db.execute("SELECT 2", &[]).await.unwrap();
+        receiver.refuse_next(100);
+        let error = tokio::task::block_in_place(|| telemetry.force_flush()).unwrap_err();
+        assert!(format!("{error:?}").contains("Unavailable"), "{error:?}");
+        assert_eq!(
+            receiver.refusals_left(),
+            96,
+            "one attempt and three retries"
+        );
+        pool.close(std::time::Duration::from_secs(5)).await;
+    })
+    .await;
+}
