@@ -91,29 +91,44 @@ fn bytes(out: &mut Vec<u8>, field: u32, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// A `KeyValue` whose value is a string, as an element of `field`.
-fn string_attribute(out: &mut Vec<u8>, field: u32, name: &str, value: &str) {
-    let any = 1 + varint_len(value.len() as u64) + value.len();
-    let entry = 1 + varint_len(name.len() as u64) + name.len() + 1 + varint_len(any as u64) + any;
+/// The length of a `KeyValue` with key `name` and an `AnyValue` of `any`
+/// bytes.
+fn key_value_len(name: &str, any: usize) -> usize {
+    1 + varint_len(name.len() as u64) + name.len() + 1 + varint_len(any as u64) + any
+}
+
+/// What precedes a `KeyValue`'s value field, as an element of `field`: the
+/// element's tag and length, the key, the `AnyValue`'s tag and length.
+fn key_value_head(out: &mut Vec<u8>, field: u32, name: &str, any: usize) {
     key(out, field, LEN);
-    varint(out, entry as u64);
+    varint(out, key_value_len(name, any) as u64);
     bytes(out, KEY_VALUE_KEY, name.as_bytes());
     key(out, KEY_VALUE_VALUE, LEN);
     varint(out, any as u64);
+}
+
+/// The length of a string `AnyValue`.
+fn string_value_len(value: &str) -> usize {
+    1 + varint_len(value.len() as u64) + value.len()
+}
+
+/// A `KeyValue` whose value is a string, as an element of `field`.
+fn string_attribute(out: &mut Vec<u8>, field: u32, name: &str, value: &str) {
+    key_value_head(out, field, name, string_value_len(value));
     bytes(out, ANY_VALUE_STRING, value.as_bytes());
+}
+
+/// The length of a [`string_attribute`] element.
+fn string_attribute_len(name: &str, value: &str) -> usize {
+    let entry = key_value_len(name, string_value_len(value));
+    1 + varint_len(entry as u64) + entry
 }
 
 /// A `KeyValue` whose value is an integer, as an element of `field`.
 fn int_attribute(out: &mut Vec<u8>, field: u32, name: &str, value: i64) {
     // Negative integers are ten-byte varints of their two's complement.
     let wire = value as u64;
-    let any = 1 + varint_len(wire);
-    let entry = 1 + varint_len(name.len() as u64) + name.len() + 1 + varint_len(any as u64) + any;
-    key(out, field, LEN);
-    varint(out, entry as u64);
-    bytes(out, KEY_VALUE_KEY, name.as_bytes());
-    key(out, KEY_VALUE_VALUE, LEN);
-    varint(out, any as u64);
+    key_value_head(out, field, name, 1 + varint_len(wire));
     key(out, ANY_VALUE_INT, VARINT);
     varint(out, wire);
 }
@@ -177,13 +192,6 @@ impl Blocks {
     fn block(&self, at: usize) -> &[u8] {
         &self.entries[at].1
     }
-}
-
-/// The length of a [`string_attribute`] element.
-fn string_attribute_len(name: &str, value: &str) -> usize {
-    let any = 1 + varint_len(value.len() as u64) + value.len();
-    let entry = 1 + varint_len(name.len() as u64) + name.len() + 1 + varint_len(any as u64) + any;
-    1 + varint_len(entry as u64) + entry
 }
 
 /// The fixed-size fields of a span: at most 64 bytes.
