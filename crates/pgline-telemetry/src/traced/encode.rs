@@ -458,6 +458,12 @@ impl Encoder {
         self.count
     }
 
+    /// About how many bytes the request being built takes (its database
+    /// spans; the few spans from the SDK are left out).
+    pub(crate) fn size(&self) -> usize {
+        self.spans.len()
+    }
+
     /// The encoded request with every span added since the last call, and
     /// the encoder emptied for the next.
     pub(crate) fn finish(&mut self) -> Vec<u8> {

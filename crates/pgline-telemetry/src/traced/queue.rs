@@ -407,7 +407,13 @@ fn export_loop(inner: &Inner, mut encoder: Encoder, mut sink: impl Sink) {
     }
 }
 
-/// Exports `records` in batches; the last error, if any.
+/// A request is sent once it holds this many bytes, even with fewer spans
+/// than a batch: gRPC servers (Jaeger, the OpenTelemetry Collector) refuse
+/// messages over 4 MiB by default, and a refused request loses all its spans.
+pub(crate) const MAX_REQUEST_BYTES: usize = 3 << 20;
+
+/// Exports `records` in batches of at most `max_batch` spans and about
+/// [`MAX_REQUEST_BYTES`]; the last error, if any.
 fn export(
     inner: &Inner,
     encoder: &mut Encoder,
@@ -419,6 +425,9 @@ fn export(
     while records.peek().is_some() {
         for record in records.by_ref().take(inner.max_batch) {
             encoder.add(record);
+            if encoder.size() >= MAX_REQUEST_BYTES {
+                break;
+            }
         }
         let spans = encoder.len();
         if let Err(e) = sink.send(encoder.finish(), spans) {
@@ -529,6 +538,48 @@ pub(crate) mod tests {
         // After shutdown, spans are dropped quietly.
         queue.push(db_span("late"));
         assert!(queue.flush().is_err());
+    }
+
+    #[test]
+    fn big_spans_are_sent_in_requests_a_collector_accepts() {
+        /// Keeps the size and the span count of each request.
+        #[derive(Clone, Default)]
+        struct Sizes(Arc<Mutex<Vec<(usize, usize)>>>);
+        impl Sink for Sizes {
+            fn send(&mut self, request: Vec<u8>, spans: usize) -> OTelSdkResult {
+                if let Ok(mut sizes) = self.0.lock() {
+                    sizes.push((request.len(), spans));
+                }
+                Ok(())
+            }
+        }
+        let sizes = Sizes::default();
+        let queue = SpanQueue::start(sizes.clone(), &crate::setup::resource("test"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // 300 spans of 40 KB each: 12 MB, under the batch size of 512.
+        let text: Box<str> = "x".repeat(40_000).into();
+        for _ in 0..300 {
+            let mut span = db_span("big");
+            span.what = What::Operation {
+                namespace: "plant",
+                address: "db",
+                port: None,
+                operation: None,
+                text: Some(Text::Owned(text.clone())),
+                failure: None,
+            };
+            queue.push(span);
+        }
+        queue.flush().unwrap_or_else(|e| panic!("{e}"));
+        let sizes = sizes.0.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(sizes.iter().map(|(_, n)| n).sum::<usize>(), 300);
+        assert!(sizes.len() >= 4, "{sizes:?}");
+        for (bytes, _) in &sizes {
+            assert!(*bytes < 4 << 20, "a request of {bytes} bytes");
+        }
+        queue
+            .shutdown(Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[test]

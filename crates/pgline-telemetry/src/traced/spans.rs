@@ -393,10 +393,38 @@ thread_local! {
         std::cell::RefCell::new((0..TEXT_CACHE_SLOTS).map(|_| None).collect());
 }
 
+/// The longest `db.query.text`, in bytes, before it is cut (with `…`):
+/// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, else
+/// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`, else [`DEFAULT_TEXT_LIMIT`]. A
+/// generated statement (ten thousand rows in one `INSERT … VALUES`) must not
+/// make spans of a megabyte: a collector refuses a request over 4 MiB, and
+/// with it every span of the batch.
+pub(crate) fn text_limit() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        [
+            "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+            "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        ]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.trim().parse::<usize>().ok())
+        .unwrap_or(DEFAULT_TEXT_LIMIT)
+    })
+}
+
+/// `db.query.text`'s limit when no variable sets one: longer than any
+/// statement written by hand.
+pub(crate) const DEFAULT_TEXT_LIMIT: usize = 4096;
+
 /// `db.query.text` of a statement: its text when it came with parameters,
-/// with literals replaced by `?` when it did not. A statement a thread has
-/// seen before costs one comparison: no copy, no redaction.
+/// with literals replaced by `?` when it did not, cut at [`text_limit`]. A
+/// statement a thread has seen before costs one comparison: no copy, no
+/// redaction.
 pub(crate) fn query_text(sql: &str, parameterized: bool) -> Text {
+    query_text_within(sql, parameterized, text_limit())
+}
+
+fn query_text_within(sql: &str, parameterized: bool, limit: usize) -> Text {
     let address = sql.as_ptr() as usize;
     let slot = (address >> 3 ^ sql.len()) % TEXT_CACHE_SLOTS;
     let cached = TEXT_CACHE.try_with(|cache| {
@@ -408,7 +436,9 @@ pub(crate) fn query_text(sql: &str, parameterized: bool) -> Text {
         {
             return Text::Static(hit.shown);
         }
-        let shown = crate::sql::QueryText::new(sql, parameterized).to_cow();
+        let shown = crate::sql::QueryText::new(sql, parameterized)
+            .truncated(limit)
+            .to_cow();
         match intern_text(&shown) {
             Some(shown) => {
                 cache[slot] = Some(CachedText {
@@ -426,6 +456,7 @@ pub(crate) fn query_text(sql: &str, parameterized: bool) -> Text {
     cached.unwrap_or_else(|_| {
         Text::Owned(
             crate::sql::QueryText::new(sql, parameterized)
+                .truncated(limit)
                 .to_cow()
                 .into(),
         )
@@ -516,6 +547,22 @@ mod tests {
             Text::Static(s) => s.to_owned(),
             Text::Owned(s) => s.into(),
         }
+    }
+
+    #[test]
+    fn a_long_statement_text_is_cut_at_the_limit() {
+        let shown = |text: Text| match text {
+            Text::Static(s) => s.to_owned(),
+            Text::Owned(s) => s.into(),
+        };
+        let long = format!("INSERT INTO t VALUES {}", "($1, $2), ".repeat(1000));
+        let text = shown(query_text_within(&long, true, 64));
+        assert!(text.ends_with('…'), "{text}");
+        assert!(text.len() <= 64 + '…'.len_utf8(), "{}", text.len());
+        assert!(long.starts_with(text.trim_end_matches('…')));
+        // Under the limit: whole.
+        assert_eq!(shown(query_text_within("SELECT 1", true, 64)), "SELECT 1");
+        assert_eq!(text_limit(), DEFAULT_TEXT_LIMIT, "no variable set in tests");
     }
 
     #[test]
