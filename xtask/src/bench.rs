@@ -11,8 +11,9 @@
 //!
 //! Then, unless `--no-telemetry` or a `--scenario` filter that does not name
 //! it, the telemetry rows: `checkout_select1_telemetry` with the pool bare,
-//! with metrics and logs, and with span export, from
-//! `cargo bench -p pgline-telemetry --bench overhead` (the three side by side
+//! with metrics and logs, with a span per statement (made and encoded, not
+//! sent) and with every span exported to a collector, from
+//! `cargo bench -p pgline-telemetry --bench overhead` (the four side by side
 //! in one process, in alternating slices, compared round by round). They are
 //! appended to stdout and `--out`.
 
@@ -142,7 +143,7 @@ fn wants_telemetry(extra: &[String]) -> bool {
 fn telemetry_rows(root: &Path, quick: bool, out: Option<&Path>) -> anyhow::Result<()> {
     let (seconds, rounds) = if quick { ("0.5", "4") } else { ("1", "15") };
     eprintln!(
-        "[telemetry] checkout_select1_telemetry: bare, metrics, tracing ({rounds} rounds of a {seconds} s slice each)"
+        "[telemetry] checkout_select1_telemetry: bare, metrics, tracing, otlp ({rounds} rounds of a {seconds} s slice each)"
     );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
