@@ -48,6 +48,15 @@ pub enum TelemetryError {
         /// What is wrong.
         reason: String,
     },
+    /// A header given for OTLP export is not valid gRPC metadata (the value
+    /// is not shown: it may be a credential).
+    #[error(
+        "OTLP header {key:?} is not valid gRPC metadata (a key of letters, digits, `-`, `_`, `.`; a visible ASCII value)"
+    )]
+    Header {
+        /// The header's key.
+        key: String,
+    },
     /// The span export thread could not be started.
     #[error("could not start the span export thread")]
     Thread(#[source] std::io::Error),

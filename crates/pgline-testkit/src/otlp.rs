@@ -50,6 +50,8 @@ pub struct Receiver {
     span_count: Arc<std::sync::atomic::AtomicU64>,
     /// Trace exports still to refuse with `UNAVAILABLE`.
     refuse: Arc<std::sync::atomic::AtomicU64>,
+    /// The ASCII metadata of the last trace and metrics export.
+    headers: Arc<Mutex<[Vec<(String, String)>; 2]>>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -75,6 +77,7 @@ impl TraceService for Receiver {
         if refused.is_ok() {
             return Err(tonic::Status::unavailable("the collector is restarting"));
         }
+        lock(&self.headers)[0] = ascii(request.metadata());
         let request = request.into_inner();
         let spans: usize = request
             .resource_spans
@@ -97,6 +100,7 @@ impl MetricsService for Receiver {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        lock(&self.headers)[1] = ascii(request.metadata());
         if !self.counting_only {
             lock(&self.metrics).push(request.into_inner());
         }
@@ -148,6 +152,13 @@ impl Receiver {
     /// Trace exports still to refuse.
     pub fn refusals_left(&self) -> u64 {
         self.refuse.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The ASCII gRPC metadata (headers) of the last trace export, and of
+    /// the last metrics export.
+    pub fn headers(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
+        let headers = lock(&self.headers);
+        (headers[0].clone(), headers[1].clone())
     }
 
     /// Spans received so far.
@@ -234,6 +245,19 @@ impl Receiver {
     pub fn dump(&self) -> String {
         format!("{:?}\n{:?}", lock(&self.traces), lock(&self.metrics))
     }
+}
+
+/// The ASCII entries of a request's metadata.
+fn ascii(metadata: &tonic::metadata::MetadataMap) -> Vec<(String, String)> {
+    metadata
+        .iter()
+        .filter_map(|entry| match entry {
+            tonic::metadata::KeyAndValueRef::Ascii(key, value) => {
+                Some((key.to_string(), value.to_str().ok()?.to_owned()))
+            }
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+        })
+        .collect()
 }
 
 /// The value of the attribute `key` as text (strings as they are; integers,

@@ -42,6 +42,21 @@ fn span_queue(sink: impl Sink, resource: &Resource) -> Result<SpanQueue, Telemet
     SpanQueue::start(sink, resource).map_err(TelemetryError::Thread)
 }
 
+/// Headers given in code as gRPC metadata; the key of the first that gRPC
+/// cannot carry.
+fn metadata(headers: &[(String, String)]) -> Result<tonic::metadata::MetadataMap, TelemetryError> {
+    use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+    let mut map = MetadataMap::new();
+    for (key, value) in headers {
+        let invalid = || TelemetryError::Header { key: key.clone() };
+        let name =
+            MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes()).map_err(|_| invalid())?;
+        let value = MetadataValue::try_from(value.as_str()).map_err(|_| invalid())?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
 /// The OpenTelemetry resource of the service: `service.name` and
 /// `service.version`, plus what `OTEL_RESOURCE_ATTRIBUTES` adds.
 pub(crate) fn resource(service_name: &str) -> Resource {
@@ -123,6 +138,7 @@ pub struct TelemetryBuilder {
     acquire_span_threshold: Duration,
     traces_tls: TlsFiles,
     metrics_tls: TlsFiles,
+    headers: Vec<(String, String)>,
 }
 
 impl TelemetryBuilder {
@@ -173,6 +189,16 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Sends `key: value` with every OTLP export (both signals): a
+    /// collector's token, say. `OTEL_EXPORTER_OTLP_HEADERS` wins for a key
+    /// both set, as `opentelemetry-otlp` has it. The value is never logged. A key or value gRPC cannot
+    /// carry makes [`build`](TelemetryBuilder::build) fail, naming the key.
+    #[must_use]
+    pub fn otlp_header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((key.into(), value.into()));
+        self
+    }
+
     /// How often metrics are pushed over OTLP (default 60 s, or
     /// `OTEL_METRIC_EXPORT_INTERVAL` in milliseconds).
     #[must_use]
@@ -198,6 +224,7 @@ impl TelemetryBuilder {
             let _entered = handle.enter();
             export_runtime = Some(runtime);
             let health = ExportHealth::new(endpoint);
+            let headers = metadata(&self.headers)?;
             let exporter_error = |signal| {
                 let endpoint = endpoint.clone();
                 move |source| TelemetryError::Exporter {
@@ -211,6 +238,7 @@ impl TelemetryBuilder {
                     endpoint,
                     EXPORT_TIMEOUT,
                     &self.traces_tls,
+                    &headers,
                     handle.clone(),
                     health.clone(),
                 )?)
@@ -222,7 +250,8 @@ impl TelemetryBuilder {
                 let mut metrics = opentelemetry_otlp::MetricExporter::builder()
                     .with_tonic()
                     .with_endpoint(uri.clone())
-                    .with_timeout(EXPORT_TIMEOUT);
+                    .with_timeout(EXPORT_TIMEOUT)
+                    .with_metadata(headers);
                 if traces::is_https(&uri) {
                     // The exporter would trust no root at all by itself.
                     metrics = metrics.with_tls_config(self.metrics_tls.config()?);
@@ -296,6 +325,7 @@ impl Telemetry {
             acquire_span_threshold: DEFAULT_ACQUIRE_SPAN_THRESHOLD,
             traces_tls: TlsFiles::from_env("TRACES"),
             metrics_tls: TlsFiles::from_env("METRICS"),
+            headers: Vec::new(),
         }
     }
 

@@ -72,6 +72,7 @@ impl TraceClient {
         endpoint: &str,
         timeout: Duration,
         tls: &TlsFiles,
+        extra_headers: &MetadataMap,
         runtime: tokio::runtime::Handle,
         health: Arc<ExportHealth>,
     ) -> Result<Self, TelemetryError> {
@@ -96,7 +97,12 @@ impl TraceClient {
             let _entered = runtime.enter();
             built.connect_lazy()
         };
-        let (metadata, skipped) = headers_from_env();
+        let (from_env, skipped) = headers_from_env();
+        // The variable's value wins over code's for the same key, as in
+        // `opentelemetry-otlp` (which the metrics go through).
+        let mut headers = extra_headers.clone().into_headers();
+        headers.extend(from_env.into_headers());
+        let metadata = MetadataMap::from_headers(headers);
         for (variable, key) in skipped {
             // The value may be a credential: only the key is named.
             tracing::warn!(
@@ -531,6 +537,7 @@ mod tests {
                 endpoint,
                 Duration::from_secs(1),
                 tls,
+                &MetadataMap::new(),
                 runtime.handle().clone(),
                 ExportHealth::new(endpoint),
             )

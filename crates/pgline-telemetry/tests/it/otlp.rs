@@ -387,3 +387,59 @@ async fn an_export_the_collector_cannot_take_yet_is_retried() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_given_in_code_reach_the_collector_with_both_signals_and_nowhere_else() {
+    bounded("the OTLP headers test", async {
+        const TOKEN: &str = "Bearer t0ken-7f3a9c";
+        let (receiver, addr) = Receiver::start().await.unwrap();
+        let config =
+            fresh_config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))]).await;
+        let telemetry = Telemetry::builder(&config.telemetry)
+            .otlp_header("Authorization", TOKEN)
+            .otlp_header("x-plant", "line-7")
+            .build()
+            .unwrap();
+        let logs = Capture::default();
+        let subscriber = dispatch(
+            telemetry
+                .subscriber(&config.log, LogFormat::Json, logs.clone())
+                .unwrap(),
+        );
+        let pool = pool(&config, PoolOptions::new(1, 2)).await;
+        let db = Traced::from_config(pool.clone(), &config).with_metrics(telemetry.metrics());
+        async { db.execute("SELECT 1", &[]).await.unwrap() }
+            .with_subscriber(subscriber)
+            .await;
+        tokio::task::block_in_place(|| telemetry.force_flush()).unwrap();
+        let (traces, metrics) = receiver.headers();
+        for (signal, headers) in [("traces", &traces), ("metrics", &metrics)] {
+            let get = |key: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.as_str())
+            };
+            assert_eq!(get("authorization"), Some(TOKEN), "{signal}: {headers:?}");
+            assert_eq!(get("x-plant"), Some("line-7"), "{signal}: {headers:?}");
+        }
+        assert!(
+            !logs.text().contains("t0ken-7f3a9c"),
+            "the token was logged"
+        );
+        assert!(
+            !receiver.dump().contains("t0ken-7f3a9c"),
+            "the token was exported"
+        );
+
+        let refused = Telemetry::builder(&config.telemetry)
+            .otlp_header("bad key", "v")
+            .build()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("\"bad key\""), "{refused}");
+        pool.close(std::time::Duration::from_secs(5)).await;
+    })
+    .await;
+}
