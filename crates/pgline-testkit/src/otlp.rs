@@ -39,6 +39,9 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 
 use crate::TestkitError;
 
+/// The ASCII headers (gRPC metadata) of a request, as (key, value) pairs.
+pub type Headers = Vec<(String, String)>;
+
 /// An OTLP/gRPC trace and metrics collector serving on 127.0.0.1; clones
 /// share what was received.
 #[derive(Clone, Default)]
@@ -51,7 +54,7 @@ pub struct Receiver {
     /// Trace exports still to refuse with `UNAVAILABLE`.
     refuse: Arc<std::sync::atomic::AtomicU64>,
     /// The ASCII metadata of the last trace and metrics export.
-    headers: Arc<Mutex<[Vec<(String, String)>; 2]>>,
+    headers: Arc<Mutex<[Headers; 2]>>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -156,7 +159,7 @@ impl Receiver {
 
     /// The ASCII gRPC metadata (headers) of the last trace export, and of
     /// the last metrics export.
-    pub fn headers(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    pub fn headers(&self) -> (Headers, Headers) {
         let headers = lock(&self.headers);
         (headers[0].clone(), headers[1].clone())
     }
@@ -248,7 +251,7 @@ impl Receiver {
 }
 
 /// The ASCII entries of a request's metadata.
-fn ascii(metadata: &tonic::metadata::MetadataMap) -> Vec<(String, String)> {
+fn ascii(metadata: &tonic::metadata::MetadataMap) -> Headers {
     metadata
         .iter()
         .filter_map(|entry| match entry {
