@@ -28,7 +28,7 @@ pub use subscriber::LogFormat;
 use traces::{Discard, TlsFiles, TraceClient};
 
 /// How long one OTLP export may take (connect included) before it counts as
-/// failed. Exports run on the SDK's own threads, never on a caller's path.
+/// failed. Exports run on telemetry's own threads, never on a caller's path.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Acquires shorter than this get no span of their own (see [`PoolObserver`]).
 const DEFAULT_ACQUIRE_SPAN_THRESHOLD: Duration = Duration::from_millis(1);
@@ -127,7 +127,7 @@ impl Drop for ExportRuntime {
 }
 
 /// Builds a [`Telemetry`]; see [`Telemetry::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TelemetryBuilder {
     service_name: String,
     endpoint: Option<String>,
@@ -139,6 +139,27 @@ pub struct TelemetryBuilder {
     traces_tls: TlsFiles,
     metrics_tls: TlsFiles,
     headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for TelemetryBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryBuilder")
+            .field("service_name", &self.service_name)
+            .field("endpoint", &self.endpoint)
+            .field("export_traces", &self.export_traces)
+            .field("export_metrics", &self.export_metrics)
+            .field("discard", &self.discard)
+            .field("metric_interval", &self.metric_interval)
+            .field("acquire_span_threshold", &self.acquire_span_threshold)
+            .field("traces_tls", &self.traces_tls)
+            .field("metrics_tls", &self.metrics_tls)
+            // The values may be credentials: the keys only.
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl TelemetryBuilder {

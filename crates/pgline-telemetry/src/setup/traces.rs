@@ -49,10 +49,7 @@ impl Sink for Discard {
 
 /// Sends encoded span batches to an OTLP collector over gRPC.
 pub(crate) struct TraceClient {
-    grpc: tonic::client::Grpc<Channel>,
-    metadata: MetadataMap,
-    /// The whole export's budget, retries included.
-    timeout: Duration,
+    exporter: Exporter,
     runtime: tokio::runtime::Handle,
     health: Arc<ExportHealth>,
     partial_reported: bool,
@@ -87,9 +84,18 @@ impl TraceClient {
             built = built
                 .tls_config(tls.config()?)
                 .map_err(|e| invalid(format!("TLS: {e}")))?;
+        } else if !tls.named().is_empty() {
+            tracing::warn!(
+                target: EXPORT_TARGET,
+                endpoint,
+                files = ?tls.named(),
+                "TLS files are set but the OTLP endpoint is not https: they are not used, \
+                 and telemetry (headers included) is sent in clear text"
+            );
         }
         let built = built
             .timeout(timeout)
+            .connect_timeout(timeout)
             .user_agent(concat!("pgline/", env!("CARGO_PKG_VERSION")))
             .map_err(|e| invalid(format!("user agent: {e}")))?;
         let channel = {
@@ -113,15 +119,28 @@ impl TraceClient {
             );
         }
         Ok(Self {
-            grpc: tonic::client::Grpc::new(channel),
-            metadata,
-            timeout,
+            exporter: Exporter {
+                grpc: tonic::client::Grpc::new(channel),
+                metadata,
+                timeout,
+            },
             runtime,
             health,
             partial_reported: false,
         })
     }
+}
 
+/// What one export needs; cloned into the task that runs it.
+#[derive(Clone)]
+struct Exporter {
+    grpc: tonic::client::Grpc<Channel>,
+    metadata: MetadataMap,
+    /// The whole export's budget, retries included.
+    timeout: Duration,
+}
+
+impl Exporter {
     /// Sends `request`, retrying as [`retryable`] says while the retries
     /// fit in the export timeout.
     async fn export(&mut self, request: Bytes) -> Result<ExportTraceServiceResponse, String> {
@@ -132,7 +151,7 @@ impl TraceClient {
             match self.attempt(request.clone()).await {
                 Ok(response) => return Ok(response),
                 Err(Attempt::Failed(status)) => {
-                    let wait = delay + jitter();
+                    let wait = (delay + jitter()).min(RETRY_MAX_DELAY);
                     if retries == MAX_RETRIES
                         || !retryable(status.code())
                         || started.elapsed() + wait >= self.timeout
@@ -209,8 +228,18 @@ fn retryable(code: tonic::Code) -> bool {
 
 impl Sink for TraceClient {
     fn send(&mut self, request: Vec<u8>, _spans: usize) -> OTelSdkResult {
-        let runtime = self.runtime.clone();
-        let result = match runtime.block_on(self.export(Bytes::from(request))) {
+        // The export runs as a task of the export runtime, and this thread
+        // waits for it: if the runtime stops meanwhile (a shutdown that
+        // gave up waiting), the task is cancelled, not this thread panicked
+        // by timers of a runtime that is gone.
+        let mut exporter = self.exporter.clone();
+        let task = self
+            .runtime
+            .spawn(async move { exporter.export(Bytes::from(request)).await });
+        let exported = futures_executor::block_on(task).unwrap_or_else(|_| {
+            Err("span export stopped: the export runtime shut down".to_owned())
+        });
+        let result = match exported {
             Ok(response) => {
                 if let Some(partial) = response.partial_success
                     && (partial.rejected_spans > 0 || !partial.error_message.is_empty())
@@ -285,10 +314,42 @@ struct Named {
 
 impl Named {
     fn read(&self) -> Result<Vec<u8>, TelemetryError> {
-        std::fs::read(&self.path).map_err(|e| TelemetryError::Tls {
+        std::fs::read(&self.path).map_err(|e| self.error(format!("cannot read it: {e}")))
+    }
+
+    fn error(&self, what: String) -> TelemetryError {
+        TelemetryError::Tls {
             variable: self.variable.clone(),
-            reason: format!("cannot read {}: {e}", self.path.display()),
-        })
+            reason: format!("{}: {what}", self.path.display()),
+        }
+    }
+
+    /// The file, when it holds PEM certificates and nothing unreadable: a
+    /// DER file or a key in the wrong place is reported now, not as an
+    /// unknown issuer at the first export.
+    fn certificates(&self) -> Result<Vec<u8>, TelemetryError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let pem = self.read()?;
+        let mut count = 0;
+        for certificate in CertificateDer::pem_slice_iter(&pem) {
+            certificate.map_err(|e| self.error(format!("not PEM certificates ({e})")))?;
+            count += 1;
+        }
+        if count == 0 {
+            return Err(self.error("holds no PEM certificate".to_owned()));
+        }
+        Ok(pem)
+    }
+
+    /// The file, when it holds a PEM private key.
+    fn key(&self) -> Result<Vec<u8>, TelemetryError> {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let pem = self.read()?;
+        PrivateKeyDer::from_pem_slice(&pem)
+            .map_err(|e| self.error(format!("holds no PEM private key ({e})")))?;
+        Ok(pem)
     }
 }
 
@@ -326,6 +387,15 @@ impl TlsFiles {
         }
     }
 
+    /// The variables (or code) that named files, for a warning.
+    pub(crate) fn named(&self) -> Vec<&str> {
+        [&self.ca, &self.certificate, &self.key]
+            .into_iter()
+            .flatten()
+            .map(|n| n.variable.as_str())
+            .collect()
+    }
+
     /// Trusts the CA certificates in the PEM file at `path` (given in code,
     /// in place of the variable).
     pub(crate) fn with_ca(mut self, path: PathBuf) -> Self {
@@ -342,11 +412,12 @@ impl TlsFiles {
     pub(crate) fn config(&self) -> Result<ClientTlsConfig, TelemetryError> {
         let mut config = ClientTlsConfig::new().with_webpki_roots();
         if let Some(ca) = &self.ca {
-            config = config.ca_certificate(Certificate::from_pem(ca.read()?));
+            config = config.ca_certificate(Certificate::from_pem(ca.certificates()?));
         }
         match (&self.certificate, &self.key) {
             (Some(certificate), Some(key)) => {
-                config = config.identity(Identity::from_pem(certificate.read()?, key.read()?));
+                config =
+                    config.identity(Identity::from_pem(certificate.certificates()?, key.key()?));
             }
             (Some(only), None) | (None, Some(only)) => {
                 return Err(TelemetryError::Tls {
@@ -553,6 +624,19 @@ mod tests {
         assert!(error.contains("/nonexistent/ca.pem"), "{error}");
         // Over plain http the CA file is not needed, so not read.
         assert_eq!(client("http://collector:4317", &missing), "");
+
+        // A file that is not PEM (DER, say) is refused now, by name.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let der = dir.path().join("ca.der");
+        std::fs::write(&der, [0x30, 0x82, 0x01, 0x0a]).unwrap_or_else(|e| panic!("{e}"));
+        let error = client(
+            "https://collector:4317",
+            &TlsFiles::default().with_ca(der.clone()),
+        );
+        assert!(
+            error.contains("ca.der") && error.contains("no PEM certificate"),
+            "{error}"
+        );
 
         let half = TlsFiles {
             key: Some(Named {

@@ -171,17 +171,25 @@ enum BlockKey {
 }
 
 /// Entries kept before the cache starts over (a process with more handles
-/// than this still encodes correctly, only slower).
-const MAX_BLOCKS: usize = 64;
+/// than this still encodes correctly, only slower): every operation keyword
+/// (52) and a few hundred handles and pools.
+const MAX_BLOCKS: usize = 512;
 
 impl Blocks {
-    /// The index of `key`'s block, made by `make` the first time.
+    /// Makes room for the blocks one span looks up (at most two), before it
+    /// holds any index: emptying the cache later would leave an index
+    /// pointing at another block.
+    fn make_room(&mut self) {
+        if self.entries.len() + 2 > MAX_BLOCKS {
+            self.entries.clear();
+        }
+    }
+
+    /// The index of `key`'s block, made by `make` the first time. Call
+    /// [`make_room`](Blocks::make_room) first.
     fn index(&mut self, key: BlockKey, make: impl FnOnce(&mut Vec<u8>)) -> usize {
         if let Some(at) = self.entries.iter().position(|(k, _)| *k == key) {
             return at;
-        }
-        if self.entries.len() >= MAX_BLOCKS {
-            self.entries.clear();
         }
         let mut block = Vec::new();
         make(&mut block);
@@ -272,6 +280,7 @@ fn db_span(out: &mut Vec<u8>, span: &DbSpan, blocks: &mut Blocks, scratch: &mut 
     head.put(&flags.to_le_bytes());
     let head = head.bytes();
 
+    blocks.make_room();
     let first_block;
     let mut second_block = None;
     let mut text = None;
@@ -746,6 +755,43 @@ pub(crate) mod tests {
                 ProtoSpan::from(request_span)
             ]
         );
+    }
+
+    #[test]
+    fn more_handles_than_the_block_cache_holds_still_encode_right() {
+        let resource = crate::setup::resource("encode-test");
+        let scope = InstrumentationScope::builder("pgline").build();
+        let mut encoder = Encoder::new(&resource, &scope);
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let mut expected = Vec::new();
+        // Each span has a handle and an operation the cache has not seen:
+        // the cache fills and starts over several times mid-request.
+        for i in 0..(MAX_BLOCKS * 3) {
+            let namespace: &'static str = Box::leak(format!("db{i}").into_boxed_str());
+            let operation = crate::sql::KEYWORDS[i % crate::sql::KEYWORDS.len()];
+            let span = DbSpan {
+                trace_id: TraceId::from(i as u128 + 1),
+                span_id: SpanId::from(i as u64 + 1),
+                parent_span_id: SpanId::INVALID,
+                parent_remote: false,
+                start,
+                duration: Duration::from_micros(5),
+                name: "q",
+                kind: SpanKind::Client,
+                what: What::Operation {
+                    namespace,
+                    address: "h",
+                    port: None,
+                    operation: Some(operation),
+                    text: None,
+                    failure: None,
+                },
+            };
+            expected.push(normalized(ProtoSpan::from(span_data(&span, &scope))));
+            encoder.add(Record::Db(span));
+        }
+        let request = decode(&encoder.finish());
+        assert_eq!(request.resource_spans[0].scope_spans[0].spans, expected);
     }
 
     #[test]

@@ -318,10 +318,12 @@ impl SpanQueue {
         let mut signal = inner.signal();
         signal.shutdown = true;
         inner.wake.notify_one();
-        let (_signal, waited) = inner
+        let (signal, waited) = inner
             .done
             .wait_timeout_while(signal, timeout, |s| !s.stopped)
             .unwrap_or_else(PoisonError::into_inner);
+        // Released before joining: the export thread takes it as it ends.
+        drop(signal);
         if waited.timed_out() {
             return Err(OTelSdkError::Timeout(timeout));
         }
@@ -360,6 +362,19 @@ impl SpanProcessor for SpanQueue {
 /// The export thread: drains every `delay`, when a buffer is full, when asked
 /// to flush, and a last time at shutdown.
 fn export_loop(inner: &Inner, mut encoder: Encoder, mut sink: impl Sink) {
+    /// However the loop ends (a panic included), flushes and shutdowns
+    /// waiting for it are told at once, and later spans are dropped
+    /// quietly, instead of every flush waiting out its timeout.
+    struct Stopped<'a>(&'a Inner);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            self.0.closed.store(true, Ordering::Release);
+            let mut signal = self.0.signal();
+            signal.stopped = true;
+            self.0.done.notify_all();
+        }
+    }
+    let _stopped = Stopped(inner);
     let mut last_export = Instant::now();
     let mut dropped_reported = 0;
     let mut dropped_at = None;

@@ -395,11 +395,15 @@ async fn headers_given_in_code_reach_the_collector_with_both_signals_and_nowhere
         let (receiver, addr) = Receiver::start().await.unwrap();
         let config =
             fresh_config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))]).await;
-        let telemetry = Telemetry::builder(&config.telemetry)
+        let builder = Telemetry::builder(&config.telemetry)
             .otlp_header("Authorization", TOKEN)
-            .otlp_header("x-plant", "line-7")
-            .build()
-            .unwrap();
+            .otlp_header("x-plant", "line-7");
+        assert!(
+            !format!("{builder:?}").contains("t0ken-7f3a9c"),
+            "{builder:?}"
+        );
+        let telemetry = builder.build().unwrap();
+        assert!(!format!("{telemetry:?}").contains("t0ken-7f3a9c"));
         let logs = Capture::default();
         let subscriber = dispatch(
             telemetry
