@@ -1,7 +1,7 @@
 //! [`PoolObserver`]: turns pool events into the pool's time histograms and,
 //! when tracing is exported, into `acquire` spans.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::BoundHistogram;
@@ -57,7 +57,7 @@ impl PoolObserver {
 
     /// A span for `connection_id` that ended now and lasted `took`.
     fn span(&self, tracer: &DbTracer, name: &'static str, connection_id: u64, took: Duration) {
-        let end = SystemTime::now();
+        let end = Instant::now();
         let started = tracer.start_at(
             spans::current_parent(),
             end.checked_sub(took).unwrap_or(end),

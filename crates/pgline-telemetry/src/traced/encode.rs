@@ -15,6 +15,8 @@
 //! `prost`, into the same request. The tests check both against the SDK's
 //! own conversion.
 
+use std::time::{Duration, Instant, SystemTime};
+
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::SpanKind;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope as ProtoScope;
@@ -133,10 +135,38 @@ fn int_attribute(out: &mut Vec<u8>, field: u32, name: &str, value: i64) {
     varint(out, wire);
 }
 
-fn nanos(time: std::time::SystemTime) -> u64 {
-    time.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Turns a span's monotonic start into wall-clock time. Spans read the
+/// monotonic clock only (once per operation, for its duration and its span);
+/// the export thread reads the wall clock once per request, and a span
+/// started that long before the reading started that long before its
+/// wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WallClock {
+    /// Nanoseconds since the Unix epoch at `at`.
+    unix_nanos: u64,
+    at: Instant,
+}
+
+impl WallClock {
+    pub(crate) fn now() -> Self {
+        let at = Instant::now();
+        let unix_nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, nanos);
+        Self { unix_nanos, at }
+    }
+
+    /// `time` in nanoseconds since the Unix epoch.
+    pub(crate) fn unix_nanos(&self, time: Instant) -> u64 {
+        match self.at.checked_duration_since(time) {
+            Some(before) => self.unix_nanos.saturating_sub(nanos(before)),
+            None => self.unix_nanos.saturating_add(nanos(time - self.at)),
+        }
+    }
 }
 
 fn kind(kind: &SpanKind) -> u8 {
@@ -251,7 +281,13 @@ struct Scratch {
 
 /// Appends one database span, as a `ScopeSpans.spans` element, to `out`:
 /// its parts are measured first, so the span is written once, in place.
-fn db_span(out: &mut Vec<u8>, span: &DbSpan, blocks: &mut Blocks, scratch: &mut Scratch) {
+fn db_span(
+    out: &mut Vec<u8>,
+    span: &DbSpan,
+    clock: &WallClock,
+    blocks: &mut Blocks,
+    scratch: &mut Scratch,
+) {
     let Scratch { tail } = scratch;
     tail.clear();
     // The fixed-size fields, written into an array: no capacity checks, no
@@ -266,8 +302,8 @@ fn db_span(out: &mut Vec<u8>, span: &DbSpan, blocks: &mut Blocks, scratch: &mut 
         head.put(&span.parent_span_id.to_bytes());
     }
     head.put(&[tag(SPAN_KIND, VARINT), kind(&span.kind)]);
-    let start = nanos(span.start);
-    let end = start.saturating_add(u64::try_from(span.duration.as_nanos()).unwrap_or(u64::MAX));
+    let start = clock.unix_nanos(span.start);
+    let end = start.saturating_add(nanos(span.duration));
     head.put(&[tag(SPAN_START, FIXED64)]);
     head.put(&start.to_le_bytes());
     head.put(&[tag(SPAN_END, FIXED64)]);
@@ -391,6 +427,8 @@ pub(crate) struct Encoder {
     blocks: Blocks,
     /// How many spans were added since the last `finish`.
     count: usize,
+    /// The wall clock, read at the first span of each request.
+    clock: WallClock,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -432,16 +470,24 @@ impl Encoder {
             sdk: Vec::new(),
             blocks: Blocks::default(),
             count: 0,
+            clock: WallClock::now(),
         }
     }
 
     /// Adds one span to the request being built.
     pub(crate) fn add(&mut self, record: Record) {
+        if self.count == 0 {
+            self.clock = WallClock::now();
+        }
         self.count += 1;
         match record {
-            Record::Db(span) => {
-                db_span(&mut self.spans, &span, &mut self.blocks, &mut self.scratch);
-            }
+            Record::Db(span) => db_span(
+                &mut self.spans,
+                &span,
+                &self.clock,
+                &mut self.blocks,
+                &mut self.scratch,
+            ),
             Record::Sdk(span) => self.add_sdk(*span),
         }
     }
@@ -460,6 +506,12 @@ impl Encoder {
             }
         };
         self.sdk[at].1.push(ProtoSpan::from(span));
+    }
+
+    /// The wall clock the last request's database spans were dated with.
+    #[cfg(test)]
+    pub(crate) fn clock(&self) -> WallClock {
+        self.clock
     }
 
     /// How many spans the request being built holds.
@@ -515,7 +567,7 @@ impl Encoder {
 #[cfg(test)]
 pub(crate) mod tests {
     use std::borrow::Cow;
-    use std::time::{Duration, SystemTime};
+    use std::time::{Duration, Instant, SystemTime};
 
     use opentelemetry::KeyValue;
     use opentelemetry::trace::{SpanContext, SpanId, Status, TraceFlags, TraceId, TraceState};
@@ -527,7 +579,8 @@ pub(crate) mod tests {
 
     /// The SDK's form of a database span, with the attributes of the
     /// conventions: what the SDK's own exporter would have been given.
-    fn span_data(span: &DbSpan, scope: &InstrumentationScope) -> SpanData {
+    fn span_data(span: &DbSpan, scope: &InstrumentationScope, clock: WallClock) -> SpanData {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_nanos(clock.unix_nanos(span.start));
         let mut attributes = Vec::new();
         let mut status = Status::Unset;
         match &span.what {
@@ -588,8 +641,8 @@ pub(crate) mod tests {
             parent_span_is_remote: span.parent_remote,
             span_kind: span.kind.clone(),
             name: Cow::Borrowed(span.name),
-            start_time: span.start,
-            end_time: span.start.checked_add(span.duration).unwrap_or(span.start),
+            start_time: start,
+            end_time: start + span.duration,
             attributes,
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
@@ -613,7 +666,9 @@ pub(crate) mod tests {
     }
 
     fn spans() -> Vec<DbSpan> {
-        let start = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_764_000_000_123_456_789);
+        // The same start each call, for comparing before and after encoding.
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let start = *START.get_or_init(Instant::now);
         let base = |name, what| DbSpan {
             trace_id: TraceId::from(0x0123_4567_89ab_cdef_0011_2233_4455_6677_u128),
             span_id: SpanId::from(0x1122_3344_5566_7788_u64),
@@ -713,14 +768,20 @@ pub(crate) mod tests {
         assert_eq!(scope_spans.scope, Some(ProtoScope::from((&scope, None))));
         let expected: Vec<ProtoSpan> = spans()
             .iter()
-            .map(|s| normalized(ProtoSpan::from(span_data(s, &scope))))
+            .map(|s| normalized(ProtoSpan::from(span_data(s, &scope, encoder.clock()))))
             .collect();
         assert_eq!(scope_spans.spans, expected);
 
         // The buffers are reused: a second request holds only its own.
         encoder.add(Record::Db(spans().remove(3)));
         let again = decode(&encoder.finish());
-        assert_eq!(again.resource_spans[0].scope_spans[0].spans, expected[3..]);
+        // Dated with the wall clock read again for this request.
+        let expected = normalized(ProtoSpan::from(span_data(
+            &spans().remove(3),
+            &scope,
+            encoder.clock(),
+        )));
+        assert_eq!(again.resource_spans[0].scope_spans[0].spans, [expected]);
     }
 
     #[test]
@@ -729,7 +790,7 @@ pub(crate) mod tests {
         let pgline = InstrumentationScope::builder("pgline").build();
         let other = InstrumentationScope::builder("tracing-opentelemetry").build();
         let mut encoder = Encoder::new(&resource, &pgline);
-        let mut request_span = span_data(&spans().remove(0), &other);
+        let mut request_span = span_data(&spans().remove(0), &other, WallClock::now());
         request_span.name = Cow::Borrowed("POST /api/orders");
         request_span.span_kind = SpanKind::Server;
         request_span.attributes = vec![KeyValue::new("http.response.status_code", 201)];
@@ -762,8 +823,8 @@ pub(crate) mod tests {
         let resource = crate::setup::resource("encode-test");
         let scope = InstrumentationScope::builder("pgline").build();
         let mut encoder = Encoder::new(&resource, &scope);
-        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
-        let mut expected = Vec::new();
+        let start = Instant::now();
+        let mut sent = Vec::new();
         // Each span has a handle and an operation the cache has not seen:
         // the cache fills and starts over several times mid-request.
         for i in 0..(MAX_BLOCKS * 3) {
@@ -787,11 +848,36 @@ pub(crate) mod tests {
                     failure: None,
                 },
             };
-            expected.push(normalized(ProtoSpan::from(span_data(&span, &scope))));
+            sent.push(span_data(&span, &scope, WallClock::now()));
             encoder.add(Record::Db(span));
         }
         let request = decode(&encoder.finish());
+        let expected: Vec<ProtoSpan> = sent
+            .into_iter()
+            .map(|mut span| {
+                // Dated with the clock the encoder read.
+                let start = SystemTime::UNIX_EPOCH
+                    + Duration::from_nanos(encoder.clock().unix_nanos(start));
+                span.start_time = start;
+                span.end_time = start + Duration::from_micros(5);
+                normalized(ProtoSpan::from(span))
+            })
+            .collect();
         assert_eq!(request.resource_spans[0].scope_spans[0].spans, expected);
+    }
+
+    #[test]
+    fn span_starts_are_dated_from_one_wall_clock_reading() {
+        let clock = WallClock::now();
+        let ms = Duration::from_millis(1);
+        assert_eq!(clock.unix_nanos(clock.at), clock.unix_nanos);
+        assert_eq!(clock.unix_nanos(clock.at - ms), clock.unix_nanos - 1_000_000);
+        assert_eq!(clock.unix_nanos(clock.at + ms), clock.unix_nanos + 1_000_000);
+        let wall = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, nanos);
+        let dated = WallClock::now().unix_nanos(Instant::now());
+        assert!(dated.abs_diff(wall) < 1_000_000_000, "{dated} vs {wall}");
     }
 
     #[test]

@@ -144,15 +144,17 @@ impl Shared {
     }
 
     fn begin<'q>(&'q self, kind: Kind<'q>, op: OpIndex, parent: Option<Parent>) -> Operation<'q> {
+        // One clock reading for the duration metric and the span.
+        let started = Instant::now();
         let span = self
             .tracer()
-            .map(|tracer| tracer.start(parent.or_else(spans::current_parent)));
+            .map(|tracer| tracer.start_at(parent.or_else(spans::current_parent), started));
         Operation {
             shared: self,
             kind,
             op,
             span,
-            started: Instant::now(),
+            started,
             finished: false,
         }
     }

@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
@@ -47,7 +47,9 @@ pub(crate) struct DbSpan {
     pub(crate) span_id: SpanId,
     pub(crate) parent_span_id: SpanId,
     pub(crate) parent_remote: bool,
-    pub(crate) start: SystemTime,
+    /// When the span started, on the monotonic clock; the encoder turns it
+    /// into wall-clock time.
+    pub(crate) start: Instant,
     pub(crate) duration: Duration,
     pub(crate) name: &'static str,
     pub(crate) kind: SpanKind,
@@ -515,7 +517,7 @@ pub(crate) mod tests {
             span_id: SpanId::from(2u64),
             parent_span_id: SpanId::INVALID,
             parent_remote: false,
-            start: SystemTime::UNIX_EPOCH,
+            start: Instant::now(),
             duration: Duration::from_millis(3),
             name,
             kind: SpanKind::Client,

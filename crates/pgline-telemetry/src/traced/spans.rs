@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt as _, TraceId};
 use opentelemetry_sdk::trace::{
@@ -235,7 +235,9 @@ pub(crate) struct Started {
     pub(crate) this: Parent,
     parent_span_id: SpanId,
     parent_remote: bool,
-    start: SystemTime,
+    /// A monotonic reading: the export thread turns it into wall-clock time
+    /// (one clock reading per operation instead of two).
+    start: Instant,
 }
 
 impl DbTracer {
@@ -260,7 +262,7 @@ impl DbTracer {
     }
 
     /// Starts a span under `parent` (see [`current_parent`]) at `start`.
-    pub(crate) fn start_at(&self, parent: Option<Parent>, start: SystemTime) -> Started {
+    pub(crate) fn start_at(&self, parent: Option<Parent>, start: Instant) -> Started {
         let trace_id = parent.map_or_else(|| self.inner.ids.new_trace_id(), |p| p.trace_id);
         let sampled = self.inner.sampler.sampled(parent, trace_id);
         Started {
@@ -274,11 +276,6 @@ impl DbTracer {
             parent_remote: parent.is_some_and(|p| p.remote),
             start,
         }
-    }
-
-    /// Starts a span under `parent`, now.
-    pub(crate) fn start(&self, parent: Option<Parent>) -> Started {
-        self.start_at(parent, SystemTime::now())
     }
 
     /// Queues a finished span for export (nothing when it was not sampled).
