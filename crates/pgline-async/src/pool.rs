@@ -586,8 +586,18 @@ impl<M: Manager> Inner<M> {
     /// Puts a connection into the pool: to the oldest live waiter, else idle.
     /// Broken or expired connections, and all of them once the pool is closed,
     /// are closed instead.
-    pub(crate) fn put(self: &Arc<Self>, mut slot: Slot<M::Connection>, origin: Origin) {
-        let now = Instant::now();
+    pub(crate) fn put(self: &Arc<Self>, slot: Slot<M::Connection>, origin: Origin) {
+        self.put_at(slot, origin, Instant::now());
+    }
+
+    /// [`put`](Self::put) with the clock already read at `now` (a release
+    /// that read it for its event).
+    pub(crate) fn put_at(
+        self: &Arc<Self>,
+        mut slot: Slot<M::Connection>,
+        origin: Origin,
+        now: Instant,
+    ) {
         let retire = if self.manager.has_broken(&slot.conn) {
             Some(RemoveReason::Broken)
         } else if slot.expires.is_some_and(|e| e <= now) {

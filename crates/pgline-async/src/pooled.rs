@@ -60,9 +60,15 @@ impl<M: Manager> Drop for Pooled<M> {
         let Some(slot) = self.slot.take() else { return };
         let id = slot.id;
         let acquired_at = self.acquired_at;
-        self.inner.emit(|| PoolEvent::Release {
-            connection_id: id,
-            held: acquired_at.elapsed(),
+        // One clock reading for the event and the idle list, when a listener
+        // wants the event.
+        let mut now = None;
+        self.inner.emit(|| {
+            let at = *now.insert(Instant::now());
+            PoolEvent::Release {
+                connection_id: id,
+                held: at.saturating_duration_since(acquired_at),
+            }
         });
         if let Some(leaks) = &self.inner.leaks {
             leaks
@@ -73,7 +79,8 @@ impl<M: Manager> Drop for Pooled<M> {
         if self.inner.manager.needs_reset(&slot.conn) {
             self.inner.reset_then_put(slot);
         } else {
-            self.inner.put(slot, Origin::Use);
+            self.inner
+                .put_at(slot, Origin::Use, now.unwrap_or_else(Instant::now));
         }
     }
 }

@@ -15,6 +15,8 @@
 //! `prost`, into the same request. The tests check both against the SDK's
 //! own conversion.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::InstrumentationScope;
@@ -179,56 +181,108 @@ fn kind(kind: &SpanKind) -> u8 {
     }
 }
 
-/// Attribute blocks already encoded, by the identity of the `&'static`
-/// texts they were made from: the attributes a handle gives every span
-/// (`db.system.name`, `db.namespace`, `server.address`, `server.port`), an
-/// operation's name, a pool's name. A span then copies one block instead of
-/// writing each attribute. Small: the texts come from a few handles.
+/// Span fields already encoded, by the identity of the `&'static` texts
+/// they were made from: a span's name with the attributes a handle gives
+/// every span (`db.system.name`, `db.namespace`, `server.address`,
+/// `server.port`) and its operation's (`db.operation.name`), or with its
+/// pool's name. A span then copies one block instead of writing each field.
+/// Small: the texts come from a few handles and the statement keywords.
 #[derive(Default)]
 struct Blocks {
     entries: Vec<(BlockKey, Vec<u8>)>,
+    /// Where each key's block is in `entries`.
+    index: HashMap<BlockKey, usize, BuildHasherDefault<KeyHasher>>,
+    /// The last block used: consecutive spans are often alike.
+    last: usize,
 }
 
-#[derive(PartialEq, Eq, Clone, Copy)]
+#[derive(PartialEq, Eq, Hash, Clone, Copy)]
 enum BlockKey {
-    Handle {
+    /// A statement or transaction of one handle: its name, the handle's
+    /// attributes and its operation's.
+    Operation {
+        name: (usize, usize),
         namespace: (usize, usize),
         address: (usize, usize),
         port: Option<u16>,
+        operation: Option<(usize, usize)>,
     },
-    Operation(usize, usize),
-    Pool(usize, usize),
+    /// An `acquire` or `connect` of one pool: its name and the pool's.
+    Pool {
+        name: (usize, usize),
+        pool: (usize, usize),
+    },
+}
+
+/// The identity of a `&'static str`.
+fn identity(text: &'static str) -> (usize, usize) {
+    (text.as_ptr().addr(), text.len())
+}
+
+/// A hasher for [`BlockKey`]s, which are a few machine words (addresses,
+/// lengths) and hashed once per span: a multiply and a rotate per word, as
+/// in rustc's `FxHasher`, instead of SipHash's rounds. The keys are not
+/// chosen by anyone who could benefit from collisions.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Entries kept before the cache starts over (a process with more handles
-/// than this still encodes correctly, only slower): every operation keyword
-/// (52) and a few hundred handles and pools.
-const MAX_BLOCKS: usize = 512;
+/// than this still encodes correctly, only slower): a few hundred handles,
+/// pools and statement keywords.
+const MAX_BLOCKS: usize = 2048;
 
 impl Blocks {
-    /// Makes room for the blocks one span looks up (at most two), before it
-    /// holds any index: emptying the cache later would leave an index
-    /// pointing at another block.
-    fn make_room(&mut self) {
-        if self.entries.len() + 2 > MAX_BLOCKS {
-            self.entries.clear();
+    /// `key`'s block, made by `make` the first time.
+    fn get(&mut self, key: BlockKey, make: impl FnOnce(&mut Vec<u8>)) -> &[u8] {
+        if self.entries.get(self.last).is_none_or(|(k, _)| *k != key) {
+            self.last = match self.index.get(&key) {
+                Some(&at) => at,
+                None => {
+                    if self.entries.len() >= MAX_BLOCKS {
+                        self.entries.clear();
+                        self.index.clear();
+                    }
+                    let mut block = Vec::new();
+                    make(&mut block);
+                    self.entries.push((key, block));
+                    self.index.insert(key, self.entries.len() - 1);
+                    self.entries.len() - 1
+                }
+            };
         }
-    }
-
-    /// The index of `key`'s block, made by `make` the first time. Call
-    /// [`make_room`](Blocks::make_room) first.
-    fn index(&mut self, key: BlockKey, make: impl FnOnce(&mut Vec<u8>)) -> usize {
-        if let Some(at) = self.entries.iter().position(|(k, _)| *k == key) {
-            return at;
-        }
-        let mut block = Vec::new();
-        make(&mut block);
-        self.entries.push((key, block));
-        self.entries.len() - 1
-    }
-
-    fn block(&self, at: usize) -> &[u8] {
-        &self.entries[at].1
+        &self.entries[self.last].1
     }
 }
 
@@ -316,11 +370,9 @@ fn db_span(
     head.put(&flags.to_le_bytes());
     let head = head.bytes();
 
-    blocks.make_room();
-    let first_block;
-    let mut second_block = None;
+    let name = span.name;
     let mut text = None;
-    match &span.what {
+    let block = match &span.what {
         What::Operation {
             namespace,
             address,
@@ -329,25 +381,6 @@ fn db_span(
             text: query,
             failure,
         } => {
-            let handle = BlockKey::Handle {
-                namespace: (namespace.as_ptr().addr(), namespace.len()),
-                address: (address.as_ptr().addr(), address.len()),
-                port: *port,
-            };
-            first_block = blocks.index(handle, |b| {
-                string_attribute(b, SPAN_ATTRIBUTES, "db.system.name", "postgresql");
-                string_attribute(b, SPAN_ATTRIBUTES, "db.namespace", namespace);
-                string_attribute(b, SPAN_ATTRIBUTES, "server.address", address);
-                if let Some(port) = port {
-                    int_attribute(b, SPAN_ATTRIBUTES, "server.port", i64::from(*port));
-                }
-            });
-            if let Some(operation) = operation {
-                let key = BlockKey::Operation(operation.as_ptr().addr(), operation.len());
-                second_block = Some(blocks.index(key, |b| {
-                    string_attribute(b, SPAN_ATTRIBUTES, "db.operation.name", operation);
-                }));
-            }
             text = match query {
                 Some(Text::Static(query)) => Some(*query),
                 Some(Text::Owned(query)) => Some(&**query),
@@ -370,40 +403,54 @@ fn db_span(
                 key(tail, STATUS_CODE, VARINT);
                 varint(tail, STATUS_CODE_ERROR);
             }
+            let key = BlockKey::Operation {
+                name: identity(name),
+                namespace: identity(namespace),
+                address: identity(address),
+                port: *port,
+                operation: operation.map(identity),
+            };
+            blocks.get(key, |b| {
+                bytes(b, SPAN_NAME, name.as_bytes());
+                string_attribute(b, SPAN_ATTRIBUTES, "db.system.name", "postgresql");
+                string_attribute(b, SPAN_ATTRIBUTES, "db.namespace", namespace);
+                string_attribute(b, SPAN_ATTRIBUTES, "server.address", address);
+                if let Some(port) = port {
+                    int_attribute(b, SPAN_ATTRIBUTES, "server.port", i64::from(*port));
+                }
+                if let Some(operation) = operation {
+                    string_attribute(b, SPAN_ATTRIBUTES, "db.operation.name", operation);
+                }
+            })
         }
         What::Pool {
             pool,
             connection_id,
         } => {
-            let key = BlockKey::Pool(pool.as_ptr().addr(), pool.len());
-            first_block = blocks.index(key, |b| {
-                string_attribute(b, SPAN_ATTRIBUTES, crate::metrics::POOL_NAME, pool);
-            });
             int_attribute(
                 tail,
                 SPAN_ATTRIBUTES,
                 "pgline.connection.id",
                 i64::try_from(*connection_id).unwrap_or(i64::MAX),
             );
+            let key = BlockKey::Pool {
+                name: identity(name),
+                pool: identity(pool),
+            };
+            blocks.get(key, |b| {
+                bytes(b, SPAN_NAME, name.as_bytes());
+                string_attribute(b, SPAN_ATTRIBUTES, crate::metrics::POOL_NAME, pool);
+            })
         }
-    }
-    let first = blocks.block(first_block);
-    let second = second_block.map_or(&[][..], |at| blocks.block(at));
-    let name = span.name.as_bytes();
+    };
     let len = head.len()
-        + 1
-        + varint_len(name.len() as u64)
-        + name.len()
-        + first.len()
-        + second.len()
+        + block.len()
         + text.map_or(0, |t| string_attribute_len("db.query.text", t))
         + tail.len();
     key(out, SCOPE_SPANS_SPANS, LEN);
     varint(out, len as u64);
     out.extend_from_slice(head);
-    bytes(out, SPAN_NAME, name);
-    out.extend_from_slice(first);
-    out.extend_from_slice(second);
+    out.extend_from_slice(block);
     if let Some(text) = text {
         string_attribute(out, SPAN_ATTRIBUTES, "db.query.text", text);
     }
@@ -871,8 +918,14 @@ pub(crate) mod tests {
         let clock = WallClock::now();
         let ms = Duration::from_millis(1);
         assert_eq!(clock.unix_nanos(clock.at), clock.unix_nanos);
-        assert_eq!(clock.unix_nanos(clock.at - ms), clock.unix_nanos - 1_000_000);
-        assert_eq!(clock.unix_nanos(clock.at + ms), clock.unix_nanos + 1_000_000);
+        assert_eq!(
+            clock.unix_nanos(clock.at - ms),
+            clock.unix_nanos - 1_000_000
+        );
+        assert_eq!(
+            clock.unix_nanos(clock.at + ms),
+            clock.unix_nanos + 1_000_000
+        );
         let wall = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, nanos);
