@@ -20,6 +20,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -53,6 +54,11 @@ pub struct Receiver {
     span_count: Arc<std::sync::atomic::AtomicU64>,
     /// Trace exports still to refuse with `UNAVAILABLE`.
     refuse: Arc<std::sync::atomic::AtomicU64>,
+    /// How refusals are answered: `None` is `UNAVAILABLE`; `Some` is
+    /// `RESOURCE_EXHAUSTED`, with a `RetryInfo` delay when it holds one.
+    throttle: Arc<Mutex<Option<Option<Duration>>>>,
+    /// When each trace export arrived, refused ones included.
+    arrivals: Arc<Mutex<Vec<std::time::Instant>>>,
     /// The ASCII metadata of the last trace and metrics export.
     headers: Arc<Mutex<[Headers; 2]>>,
 }
@@ -72,13 +78,26 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        lock(&self.arrivals).push(std::time::Instant::now());
         let refused = self.refuse.fetch_update(
             std::sync::atomic::Ordering::AcqRel,
             std::sync::atomic::Ordering::Acquire,
             |n| n.checked_sub(1),
         );
         if refused.is_ok() {
-            return Err(tonic::Status::unavailable("the collector is restarting"));
+            return Err(match *lock(&self.throttle) {
+                None => tonic::Status::unavailable("the collector is restarting"),
+                Some(delay) => {
+                    use tonic_types::{ErrorDetails, StatusExt as _};
+                    tonic::Status::with_error_details(
+                        tonic::Code::ResourceExhausted,
+                        "the collector's memory limiter refused the data",
+                        delay.map_or_else(ErrorDetails::new, |d| {
+                            ErrorDetails::with_retry_info(Some(d))
+                        }),
+                    )
+                }
+            });
         }
         lock(&self.headers)[0] = ascii(request.metadata());
         let request = request.into_inner();
@@ -149,7 +168,21 @@ impl Receiver {
     /// Refuses the next `n` trace exports with `UNAVAILABLE` (a collector
     /// restarting), then takes them again.
     pub fn refuse_next(&self, n: u64) {
+        *lock(&self.throttle) = None;
         self.refuse.store(n, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Refuses the next `n` trace exports with `RESOURCE_EXHAUSTED` (a
+    /// collector over its memory limit), telling the exporter in `RetryInfo`
+    /// to wait `delay` when one is given, then takes them again.
+    pub fn throttle_next(&self, n: u64, delay: Option<Duration>) {
+        *lock(&self.throttle) = Some(delay);
+        self.refuse.store(n, std::sync::atomic::Ordering::Release);
+    }
+
+    /// When each trace export arrived, refused ones included.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        lock(&self.arrivals).clone()
     }
 
     /// Trace exports still to refuse.

@@ -6,7 +6,8 @@
 //! `OTEL_EXPORTER_OTLP_INSECURE=true`), `OTEL_EXPORTER_OTLP_TRACES_HEADERS`
 //! or else `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,…`, values URL-decoded),
 //! and a timeout per export. Like it, it retries an export the collector
-//! could not take for now (see [`retryable`]). Compression is not offered.
+//! could not take for now, waiting as long as the collector's `RetryInfo`
+//! asks (see [`retry_after`]). Compression is not offered.
 //! Metrics still go through `opentelemetry-otlp`'s exporter.
 //!
 //! An `https` endpoint is verified against the public (Mozilla) roots plus
@@ -141,7 +142,7 @@ struct Exporter {
 }
 
 impl Exporter {
-    /// Sends `request`, retrying as [`retryable`] says while the retries
+    /// Sends `request`, retrying as [`retry_after`] says while the retries
     /// fit in the export timeout.
     async fn export(&mut self, request: Bytes) -> Result<ExportTraceServiceResponse, String> {
         let started = Instant::now();
@@ -151,12 +152,23 @@ impl Exporter {
             match self.attempt(request.clone()).await {
                 Ok(response) => return Ok(response),
                 Err(Attempt::Failed(status)) => {
-                    let wait = (delay + jitter()).min(RETRY_MAX_DELAY);
-                    if retries == MAX_RETRIES
-                        || !retryable(status.code())
-                        || started.elapsed() + wait >= self.timeout
-                    {
+                    let backoff = (delay + jitter()).min(RETRY_MAX_DELAY);
+                    let Some(wait) = retry_after(&status, backoff) else {
                         return Err(describe(&status));
+                    };
+                    if retries == MAX_RETRIES {
+                        return Err(describe(&status));
+                    }
+                    if started.elapsed() + wait >= self.timeout {
+                        let mut text = describe(&status);
+                        if wait > backoff {
+                            text.push_str(&format!(
+                                " (the collector asked to wait {wait:?}, past the export \
+                                 timeout of {:?}; the batch is dropped)",
+                                self.timeout
+                            ));
+                        }
+                        return Err(text);
                     }
                     tokio::time::sleep(wait).await;
                     retries += 1;
@@ -210,20 +222,38 @@ fn jitter() -> Duration {
     Duration::from_millis(u64::from(nanos % 101))
 }
 
-/// Whether the OTLP specification calls a gRPC code transient: the
-/// collector may take the same request later. (`RESOURCE_EXHAUSTED` is
-/// only when the collector says when, which is not read here.)
-fn retryable(code: tonic::Code) -> bool {
+/// The longest wait a collector's `RetryInfo` is taken at (the export
+/// timeout bounds it further).
+const MAX_THROTTLE: Duration = Duration::from_secs(600);
+
+/// How long to wait before sending a failed request again, or `None` when
+/// it must not be sent again, as the OTLP specification says:
+///
+/// - the transient codes are retried after `backoff`;
+/// - `UNAVAILABLE` with a `RetryInfo` delay is retried after that delay;
+/// - `RESOURCE_EXHAUSTED` (a collector over its memory limit) is retried
+///   only when the collector says when, in `RetryInfo`;
+/// - every other code is final.
+fn retry_after(status: &Status, backoff: Duration) -> Option<Duration> {
     use tonic::Code;
-    matches!(
-        code,
-        Code::Unavailable
-            | Code::Cancelled
-            | Code::DeadlineExceeded
-            | Code::Aborted
-            | Code::OutOfRange
-            | Code::DataLoss
-    )
+    use tonic_types::StatusExt as _;
+    let hint = || {
+        status
+            .get_details_retry_info()
+            .and_then(|info| info.retry_delay)
+            .filter(|delay| !delay.is_zero())
+            .map(|delay| delay.min(MAX_THROTTLE))
+    };
+    match status.code() {
+        Code::ResourceExhausted => hint(),
+        Code::Unavailable => Some(hint().unwrap_or(backoff)),
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::DataLoss => Some(backoff),
+        _ => None,
+    }
 }
 
 impl Sink for TraceClient {
@@ -560,6 +590,47 @@ impl Decoder for Raw {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_follow_the_otlp_specification_and_the_collector_s_hints() {
+        use tonic::Code;
+        use tonic_types::{ErrorDetails, StatusExt as _};
+        let backoff = Duration::from_millis(150);
+        let hinted = |code, delay| {
+            Status::with_error_details(code, "busy", ErrorDetails::with_retry_info(Some(delay)))
+        };
+        let second = Duration::from_secs(1);
+        for code in [Code::Cancelled, Code::DeadlineExceeded, Code::Aborted] {
+            assert_eq!(retry_after(&Status::new(code, ""), backoff), Some(backoff));
+        }
+        assert_eq!(
+            retry_after(&Status::unavailable(""), backoff),
+            Some(backoff)
+        );
+        assert_eq!(
+            retry_after(&hinted(Code::Unavailable, second), backoff),
+            Some(second)
+        );
+        assert_eq!(retry_after(&Status::resource_exhausted(""), backoff), None);
+        assert_eq!(
+            retry_after(&hinted(Code::ResourceExhausted, second), backoff),
+            Some(second)
+        );
+        assert_eq!(
+            retry_after(
+                &hinted(Code::ResourceExhausted, Duration::from_secs(86_400)),
+                backoff
+            ),
+            Some(MAX_THROTTLE)
+        );
+        for code in [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::Unimplemented,
+        ] {
+            assert_eq!(retry_after(&hinted(code, second), backoff), None);
+        }
+    }
 
     #[test]
     fn headers_parse_as_the_otlp_exporters_read_them() {

@@ -2,6 +2,7 @@
 //! and the right parent/child links.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -69,7 +70,7 @@ async fn statements_and_transactions_arrive_as_linked_spans_with_metrics() {
         let db_name = config.database.name.clone();
         // Every acquire gets a span (by default only waits of 1 ms and more).
         let telemetry = Telemetry::builder(&config.telemetry)
-            .acquire_span_threshold(std::time::Duration::ZERO)
+            .acquire_span_threshold(Duration::ZERO)
             .build()
             .unwrap();
         assert!(telemetry.is_tracing());
@@ -297,7 +298,7 @@ async fn statements_and_transactions_arrive_as_linked_spans_with_metrics() {
             .await
             .unwrap()
             .unwrap();
-        pool.close(std::time::Duration::from_secs(5)).await;
+        pool.close(Duration::from_secs(5)).await;
     })
     .await;
 }
@@ -341,7 +342,7 @@ fn flushing_from_a_current_thread_runtime_completes() {
         done_tx.send(()).unwrap();
     });
     done_rx
-        .recv_timeout(std::time::Duration::from_secs(30))
+        .recv_timeout(Duration::from_secs(30))
         .expect("flushing from a current-thread runtime did not complete");
     worker.join().unwrap();
     assert_eq!(
@@ -383,7 +384,63 @@ async fn an_export_the_collector_cannot_take_yet_is_retried() {
             96,
             "one attempt and three retries"
         );
-        pool.close(std::time::Duration::from_secs(5)).await;
+        pool.close(Duration::from_secs(5)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_over_its_limit_is_waited_for_as_long_as_it_asks_and_no_more() {
+    bounded("the OTLP throttling test", async {
+        let (receiver, addr) = Receiver::start().await.unwrap();
+        let config =
+            fresh_config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))]).await;
+        let db_name = config.database.name.clone();
+        let telemetry = Telemetry::builder(&config.telemetry)
+            .without_metric_export()
+            .build()
+            .unwrap();
+        let pool = pool(&config, PoolOptions::new(1, 2)).await;
+        let db = Traced::from_config(pool.clone(), &config).with_metrics(telemetry.metrics());
+
+        // RESOURCE_EXHAUSTED with RetryInfo: the second attempt comes after
+        // the collector's delay, far longer than the exporter's own first
+        // backoff (100–200 ms), and lands.
+        let hint = Duration::from_millis(900);
+        db.execute("SELECT 1", &[]).await.unwrap();
+        receiver.throttle_next(1, Some(hint));
+        tokio::task::block_in_place(|| telemetry.force_flush()).unwrap();
+        let arrivals = receiver.arrivals();
+        assert_eq!(arrivals.len(), 2, "one refused attempt, one accepted");
+        let waited = arrivals[1] - arrivals[0];
+        assert!(waited >= hint, "retried after {waited:?}, asked {hint:?}");
+        assert_eq!(
+            named(&receiver.spans(), &format!("SELECT {db_name}")).len(),
+            1
+        );
+
+        // Without RetryInfo the collector gives no sign it will recover:
+        // the batch is not sent again.
+        db.execute("SELECT 2", &[]).await.unwrap();
+        receiver.throttle_next(5, None);
+        let error = tokio::task::block_in_place(|| telemetry.force_flush()).unwrap_err();
+        assert!(
+            format!("{error:?}").contains("ResourceExhausted"),
+            "{error:?}"
+        );
+        assert_eq!(receiver.refusals_left(), 4, "one attempt, no retry");
+
+        // A delay past the export timeout (5 s): dropped at once, and the
+        // error says why.
+        db.execute("SELECT 3", &[]).await.unwrap();
+        receiver.throttle_next(5, Some(Duration::from_secs(30)));
+        let error = tokio::task::block_in_place(|| telemetry.force_flush()).unwrap_err();
+        assert!(
+            format!("{error:?}").contains("asked to wait 30s"),
+            "{error:?}"
+        );
+        assert_eq!(receiver.refusals_left(), 4, "not waited for, not retried");
+        pool.close(Duration::from_secs(5)).await;
     })
     .await;
 }
@@ -443,7 +500,7 @@ async fn headers_given_in_code_reach_the_collector_with_both_signals_and_nowhere
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(refused.contains("\"bad key\""), "{refused}");
-        pool.close(std::time::Duration::from_secs(5)).await;
+        pool.close(Duration::from_secs(5)).await;
     })
     .await;
 }
