@@ -26,7 +26,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use prost::Message as _;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::metadata::MetadataMap;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{GrpcMethod, Status};
 
@@ -502,7 +502,9 @@ fn headers_from_env() -> (MetadataMap, Vec<(&'static str, String)>) {
 /// URL-decoded, entries with an empty key or value ignored. Also the keys of
 /// the entries that are not valid metadata.
 fn parse_headers(text: &str) -> (MetadataMap, Vec<String>) {
-    let mut metadata = MetadataMap::new();
+    // Through an HTTP header map, as `opentelemetry-otlp` does: a key ending
+    // in `-bin` is binary metadata, its value sent as written (base64).
+    let mut headers = http::HeaderMap::new();
     let mut skipped = Vec::new();
     for entry in text.split_terminator(',').map(str::trim) {
         let Some((key, value)) = entry.split_once('=') else {
@@ -514,17 +516,17 @@ fn parse_headers(text: &str) -> (MetadataMap, Vec<String>) {
             continue;
         }
         let parsed = (
-            MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes()),
-            MetadataValue::try_from(value.as_str()),
+            http::HeaderName::from_bytes(key.to_ascii_lowercase().as_bytes()),
+            http::HeaderValue::from_str(&value),
         );
         match parsed {
             (Ok(name), Ok(value)) => {
-                metadata.append(name, value);
+                headers.append(name, value);
             }
             _ => skipped.push(key.to_owned()),
         }
     }
-    (metadata, skipped)
+    (MetadataMap::from_headers(headers), skipped)
 }
 
 /// Percent-decoding; `None` when an escape is malformed or the result is not
@@ -635,7 +637,7 @@ mod tests {
     #[test]
     fn headers_parse_as_the_otlp_exporters_read_them() {
         let (metadata, skipped) = parse_headers(
-            " Authorization=Bearer%20s3cr3t , x-tenant=plant-7,empty=, =v,bad key=1,",
+            " Authorization=Bearer%20s3cr3t , x-tenant=plant-7,empty=, =v,bad key=1,x-sig-bin=AAEC",
         );
         assert_eq!(
             metadata.get("authorization").and_then(|v| v.to_str().ok()),
@@ -645,7 +647,15 @@ mod tests {
             metadata.get("x-tenant").and_then(|v| v.to_str().ok()),
             Some("plant-7")
         );
-        assert_eq!(metadata.len(), 2);
+        // Binary metadata, its value base64 as written.
+        assert_eq!(
+            metadata
+                .get_bin("x-sig-bin")
+                .and_then(|v| v.to_bytes().ok())
+                .as_deref(),
+            Some(&[0u8, 1, 2][..])
+        );
+        assert_eq!(metadata.len(), 3);
         assert_eq!(skipped, vec!["bad key".to_owned()]);
         // A malformed escape is kept as written.
         let (metadata, _) = parse_headers("k=100%");
