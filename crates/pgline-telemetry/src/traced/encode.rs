@@ -471,6 +471,8 @@ pub(crate) struct Encoder {
     scratch: Scratch,
     /// Spans from the SDK, by their scope.
     sdk: Vec<(InstrumentationScope, Vec<ProtoSpan>)>,
+    /// The encoded size of the spans in `sdk`.
+    sdk_bytes: usize,
     blocks: Blocks,
     /// How many spans were added since the last `finish`.
     count: usize,
@@ -515,6 +517,7 @@ impl Encoder {
             spans: Vec::new(),
             scratch: Scratch::default(),
             sdk: Vec::new(),
+            sdk_bytes: 0,
             blocks: Blocks::default(),
             count: 0,
             clock: WallClock::now(),
@@ -552,7 +555,10 @@ impl Encoder {
                 self.sdk.len() - 1
             }
         };
-        self.sdk[at].1.push(ProtoSpan::from(span));
+        let span = ProtoSpan::from(span);
+        // As an element of `ScopeSpans.spans`: a tag, a length, the span.
+        self.sdk_bytes += 1 + varint_len(span.encoded_len() as u64) + span.encoded_len();
+        self.sdk[at].1.push(span);
     }
 
     /// The wall clock the last request's database spans were dated with.
@@ -566,16 +572,17 @@ impl Encoder {
         self.count
     }
 
-    /// About how many bytes the request being built takes (its database
-    /// spans; the few spans from the SDK are left out).
+    /// About how many bytes the request being built takes: its spans,
+    /// without the few bytes of resource and scopes around them.
     pub(crate) fn size(&self) -> usize {
-        self.spans.len()
+        self.spans.len() + self.sdk_bytes
     }
 
     /// The encoded request with every span added since the last call, and
     /// the encoder emptied for the next.
     pub(crate) fn finish(&mut self) -> Vec<u8> {
         let mut sdk = Vec::new();
+        self.sdk_bytes = 0;
         for (scope, spans) in self.sdk.drain(..) {
             let scope_spans = ScopeSpans {
                 schema_url: scope.schema_url().unwrap_or_default().to_owned(),
@@ -626,7 +633,11 @@ pub(crate) mod tests {
 
     /// The SDK's form of a database span, with the attributes of the
     /// conventions: what the SDK's own exporter would have been given.
-    fn span_data(span: &DbSpan, scope: &InstrumentationScope, clock: WallClock) -> SpanData {
+    pub(crate) fn span_data(
+        span: &DbSpan,
+        scope: &InstrumentationScope,
+        clock: WallClock,
+    ) -> SpanData {
         let start = SystemTime::UNIX_EPOCH + Duration::from_nanos(clock.unix_nanos(span.start));
         let mut attributes = Vec::new();
         let mut status = Status::Unset;

@@ -573,9 +573,11 @@ pub(crate) mod tests {
         let sizes = Sizes::default();
         let queue = SpanQueue::start(sizes.clone(), &crate::setup::resource("test"))
             .unwrap_or_else(|e| panic!("{e}"));
-        // 300 spans of 40 KB each: 12 MB, under the batch size of 512.
+        // 300 spans of 40 KB each: 12 MB, under the batch size of 512; one
+        // in three made through the SDK (a request's span can be as big).
         let text: Box<str> = "x".repeat(40_000).into();
-        for _ in 0..300 {
+        let scope = InstrumentationScope::builder("tracing-opentelemetry").build();
+        for i in 0..300 {
             let mut span = db_span("big");
             span.what = What::Operation {
                 namespace: "plant",
@@ -585,7 +587,13 @@ pub(crate) mod tests {
                 text: Some(Text::Owned(text.clone())),
                 failure: None,
             };
-            queue.push(span);
+            if i % 3 == 0 {
+                let clock = super::super::encode::WallClock::now();
+                let sdk = super::super::encode::tests::span_data(&span, &scope, clock);
+                queue.push_record(Record::Sdk(Box::new(sdk)));
+            } else {
+                queue.push(span);
+            }
         }
         queue.flush().unwrap_or_else(|e| panic!("{e}"));
         let sizes = sizes.0.lock().map(|s| s.clone()).unwrap_or_default();
