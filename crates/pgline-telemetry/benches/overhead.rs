@@ -146,6 +146,10 @@ fn main() {
         assert!(received > 0, "the otlp variant exported nothing");
     }
 
+    if std::env::var("PGLINE_BENCH_ONLY").is_ok() {
+        // Profiling some of the variants against PostgreSQL: no `noio-*`.
+        return;
+    }
     let mut noio: Vec<Vec<f64>> = vec![Vec::new(); NOIO.len()];
     for round in 0..3 {
         for k in 0..NOIO.len() {
