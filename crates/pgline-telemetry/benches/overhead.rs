@@ -63,6 +63,10 @@ struct Sample {
     cpu_us_per_op: f64,
     p50_us: f64,
     p99_us: f64,
+    /// CPU of the span-export threads (encoding, and sending for `otlp`)
+    /// per operation: part of `cpu_us_per_op`, and steadier than the
+    /// throughput on a shared machine.
+    export_us_per_op: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -139,6 +143,7 @@ fn main() {
                 cpu_us_per_op: n(3),
                 p50_us: n(4),
                 p99_us: n(5),
+                export_us_per_op: n(6),
             });
         }
         report(&samples);
@@ -205,15 +210,16 @@ fn report(samples: &[Vec<Sample>]) {
         };
         let (ops_q1, ops_q3) = quartiles(|x| x.ops_per_sec);
         let (cpu_q1, cpu_q3) = quartiles(|x| x.cpu_us_per_op);
+        let export = pick(|x| x.export_us_per_op);
         println!(
-            "{variant:<8} {ops:>8.0} ops/s {:>+6.1} % [{ops_q1:+.0} .. {ops_q3:+.0}]   client CPU {cpu:>5.1} us/op {:>+6.1} % [{cpu_q1:+.0} .. {cpu_q3:+.0}]   (paired medians [middle half of rounds])",
+            "{variant:<8} {ops:>8.0} ops/s {:>+6.1} % [{ops_q1:+.0} .. {ops_q3:+.0}]   client CPU {cpu:>5.1} us/op {:>+6.1} % [{cpu_q1:+.0} .. {cpu_q3:+.0}]   export threads {export:>4.2} us/op   (paired medians [middle half of rounds])",
             (ops_ratio - 1.0) * 100.0,
             (cpu_ratio - 1.0) * 100.0,
         );
         // The `cargo xtask bench` row (DESIGN's format, plus the telemetry
         // variant, the client CPU per operation and the paired overheads).
         json.push(format!(
-            "{{\"scenario\":\"checkout_select1_telemetry\",\"pool\":\"pgline\",\"telemetry\":\"{variant}\",\"pool_size\":{POOL_SIZE},\"concurrency\":{CONCURRENCY},\"ops_per_sec\":{ops:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\"cpu_us_per_op\":{cpu:.2},\"throughput_overhead_pct\":{:.1},\"cpu_overhead_pct\":{:.1},\"rounds\":{}}}",
+            "{{\"scenario\":\"checkout_select1_telemetry\",\"pool\":\"pgline\",\"telemetry\":\"{variant}\",\"pool_size\":{POOL_SIZE},\"concurrency\":{CONCURRENCY},\"ops_per_sec\":{ops:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\"cpu_us_per_op\":{cpu:.2},\"throughput_overhead_pct\":{:.1},\"cpu_overhead_pct\":{:.1},\"export_us_per_op\":{export:.2},\"rounds\":{}}}",
             pick(|x| x.p50_us),
             pick(|x| x.p99_us),
             (1.0 - ops_ratio) * 100.0,
@@ -291,8 +297,8 @@ fn child(variant: &str, args: &[String]) {
                 }
                 let s = measure(&variants[i].0, period).await;
                 println!(
-                    "{round} {} {} {} {} {}",
-                    REAL[i], s.ops_per_sec, s.cpu_us_per_op, s.p50_us, s.p99_us
+                    "{round} {} {} {} {} {} {}",
+                    REAL[i], s.ops_per_sec, s.cpu_us_per_op, s.p50_us, s.p99_us, s.export_us_per_op
                 );
             }
         }
@@ -384,6 +390,30 @@ fn process_cpu() -> Duration {
     Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
 }
 
+/// CPU time so far of this process's span-export threads (all variants':
+/// only the one measured has spans to export), from the scheduler's
+/// per-thread nanoseconds.
+fn export_threads_cpu() -> Duration {
+    let mut total = 0u64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if !matches!(comm.trim(), "pgline-span-exp" | "pgline-otlp") {
+            continue;
+        }
+        let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        total += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Duration::from_nanos(total)
+}
+
 /// Throughput, client CPU per operation and latency of `CONCURRENCY` tasks
 /// running `run` for `period`, after [`WARM_UP`].
 async fn measure(run: &Run, period: Duration) -> Sample {
@@ -402,6 +432,7 @@ async fn measure(run: &Run, period: Duration) -> Sample {
             cpu_us_per_op: 0.0,
             p50_us: 0.0,
             p99_us: 0.0,
+            export_us_per_op: 0.0,
         };
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -427,11 +458,17 @@ async fn measure(run: &Run, period: Duration) -> Sample {
     }
     tokio::time::sleep(WARM_UP).await;
     recording.store(true, Ordering::Relaxed);
-    let (ops0, cpu0, started) = (done.load(Ordering::Relaxed), process_cpu(), Instant::now());
-    tokio::time::sleep(period).await;
-    let (ops1, cpu1, elapsed) = (
+    let (ops0, cpu0, export0, started) = (
         done.load(Ordering::Relaxed),
         process_cpu(),
+        export_threads_cpu(),
+        Instant::now(),
+    );
+    tokio::time::sleep(period).await;
+    let (ops1, cpu1, export1, elapsed) = (
+        done.load(Ordering::Relaxed),
+        process_cpu(),
+        export_threads_cpu(),
         started.elapsed(),
     );
     recording.store(false, Ordering::Relaxed);
@@ -452,6 +489,7 @@ async fn measure(run: &Run, period: Duration) -> Sample {
         cpu_us_per_op: (cpu1 - cpu0).as_secs_f64() * 1e6 / ops,
         p50_us: quantile(0.5),
         p99_us: quantile(0.99),
+        export_us_per_op: export1.saturating_sub(export0).as_secs_f64() * 1e6 / ops,
     }
 }
 
