@@ -87,6 +87,9 @@ pub(crate) fn run() -> anyhow::Result<()> {
         let t = Instant::now();
         let mut cmd = Command::new("cargo");
         cmd.args(&step.args);
+        // A CI build is built once: incremental state would only take disk
+        // (tens of GiB over the steps), and CI machines have run out of it.
+        cmd.env("CARGO_INCREMENTAL", "0");
         if step.name == "docs build" {
             cmd.env("RUSTDOCFLAGS", "-D warnings");
         }
