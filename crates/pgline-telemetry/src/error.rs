@@ -51,7 +51,7 @@ pub enum TelemetryError {
     /// A header given for OTLP export is not valid gRPC metadata (the value
     /// is not shown: it may be a credential).
     #[error(
-        "OTLP header {key:?} is not valid gRPC metadata (a key of letters, digits, `-`, `_`, `.`; a visible ASCII value)"
+        "OTLP header {key:?} is not valid gRPC metadata (a key of letters, digits, `-`, `_`, `.`; a visible ASCII value, base64 for a key ending in `-bin`)"
     )]
     Header {
         /// The header's key.

@@ -52,7 +52,7 @@ pub struct Receiver {
     /// Counts spans and keeps nothing (benchmarks).
     counting_only: bool,
     span_count: Arc<std::sync::atomic::AtomicU64>,
-    /// Trace exports still to refuse with `UNAVAILABLE`.
+    /// Trace exports still to refuse (`throttle` says with what).
     refuse: Arc<std::sync::atomic::AtomicU64>,
     /// How refusals are answered: `None` is `UNAVAILABLE`; `Some` is
     /// `RESOURCE_EXHAUSTED`, with a `RetryInfo` delay when it holds one.

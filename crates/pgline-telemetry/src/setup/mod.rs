@@ -45,16 +45,45 @@ fn span_queue(sink: impl Sink, resource: &Resource) -> Result<SpanQueue, Telemet
 /// Headers given in code as gRPC metadata; the key of the first that gRPC
 /// cannot carry.
 fn metadata(headers: &[(String, String)]) -> Result<tonic::metadata::MetadataMap, TelemetryError> {
-    use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
-    let mut map = MetadataMap::new();
-    for (key, value) in headers {
-        let invalid = || TelemetryError::Header { key: key.clone() };
-        let name =
-            MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes()).map_err(|_| invalid())?;
-        let value = MetadataValue::try_from(value.as_str()).map_err(|_| invalid())?;
-        map.insert(name, value);
+    let (map, skipped) = header_map(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    match skipped.into_iter().next() {
+        Some(key) => Err(TelemetryError::Header { key }),
+        None => Ok(tonic::metadata::MetadataMap::from_headers(map)),
     }
-    Ok(map)
+}
+
+/// `(key, value)` entries as the headers of an export, as `opentelemetry-otlp`
+/// takes them: keys lower-cased; a key ending in `-bin` is binary gRPC
+/// metadata, its value base64. Also the keys of the entries gRPC cannot
+/// carry (a malformed key or value, a `-bin` value that is not base64),
+/// which are left out.
+pub(crate) fn header_map<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> (http::HeaderMap, Vec<String>) {
+    let mut headers = http::HeaderMap::new();
+    let mut skipped = Vec::new();
+    for (key, value) in entries {
+        let parsed = (
+            http::HeaderName::from_bytes(key.to_ascii_lowercase().as_bytes()),
+            http::HeaderValue::from_str(value),
+        );
+        match parsed {
+            (Ok(name), Ok(value)) if !name.as_str().ends_with("-bin") || is_base64(&value) => {
+                headers.append(name, value);
+            }
+            _ => skipped.push(key.to_owned()),
+        }
+    }
+    (headers, skipped)
+}
+
+/// Whether a binary metadata value decodes (as tonic will decode it).
+fn is_base64(value: &http::HeaderValue) -> bool {
+    let mut one = http::HeaderMap::new();
+    one.insert(http::HeaderName::from_static("v-bin"), value.clone());
+    tonic::metadata::MetadataMap::from_headers(one)
+        .get_bin("v-bin")
+        .is_some_and(|value| value.to_bytes().is_ok())
 }
 
 /// The OpenTelemetry resource of the service: `service.name` and
@@ -602,6 +631,42 @@ impl Drop for TelemetryGuard {
                 tokio::task::block_in_place(finish);
             }
             _ => finish(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_given_in_code_are_checked_as_the_variable_s_are() {
+        let entries = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let map = metadata(&entries(&[("X-Plant", "line-7"), ("x-sig-bin", "AAEC")])).unwrap();
+        assert_eq!(
+            map.get("x-plant").and_then(|v| v.to_str().ok()),
+            Some("line-7")
+        );
+        assert_eq!(
+            map.get_bin("x-sig-bin")
+                .and_then(|v| v.to_bytes().ok())
+                .as_deref(),
+            Some(&[0u8, 1, 2][..])
+        );
+        for (key, value) in [
+            ("x-sig-bin", "not base64!"),
+            ("bad key", "v"),
+            ("k", "a\nb"),
+        ] {
+            match metadata(&entries(&[("ok", "1"), (key, value)])) {
+                Err(TelemetryError::Header { key: named }) => assert_eq!(named, key),
+                other => panic!("{key}={value:?} gave {other:?}"),
+            }
         }
     }
 }

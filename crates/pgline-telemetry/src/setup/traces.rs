@@ -108,7 +108,7 @@ impl TraceClient {
         // The variable's value wins over code's for the same key, as in
         // `opentelemetry-otlp` (which the metrics go through).
         let mut headers = extra_headers.clone().into_headers();
-        headers.extend(from_env.into_headers());
+        headers.extend(from_env);
         let metadata = MetadataMap::from_headers(headers);
         for (variable, key) in skipped {
             // The value may be a credential: only the key is named.
@@ -147,24 +147,30 @@ impl Exporter {
     async fn export(&mut self, request: Bytes) -> Result<ExportTraceServiceResponse, String> {
         let started = Instant::now();
         let mut delay = RETRY_FIRST_DELAY;
+        let mut cap = RETRY_MAX_DELAY;
         let mut retries = 0;
         loop {
             match self.attempt(request.clone()).await {
                 Ok(response) => return Ok(response),
                 Err(Attempt::Failed(status)) => {
-                    let backoff = (delay + jitter()).min(RETRY_MAX_DELAY);
-                    let Some(wait) = retry_after(&status, backoff) else {
-                        return Err(describe(&status));
+                    let asked = match retry_of(&status) {
+                        Retry::Never => return Err(describe(&status)),
+                        Retry::Backoff => None,
+                        Retry::After(asked) => Some(asked),
                     };
                     if retries == MAX_RETRIES {
                         return Err(describe(&status));
                     }
-                    if started.elapsed() + wait >= self.timeout {
+                    let wait;
+                    (wait, delay, cap) = next_wait(delay, cap, asked, jitter());
+                    let elapsed = started.elapsed();
+                    if elapsed + wait >= self.timeout {
                         let mut text = describe(&status);
-                        if wait > backoff {
+                        if let Some(asked) = asked.filter(|asked| elapsed + *asked >= self.timeout)
+                        {
                             text.push_str(&format!(
-                                " (the collector asked to wait {wait:?}, past the export \
-                                 timeout of {:?}; the batch is dropped)",
+                                " (the collector asked to wait {asked:?}, which would pass \
+                                 the export timeout of {:?}; the batch is dropped)",
                                 self.timeout
                             ));
                         }
@@ -172,7 +178,6 @@ impl Exporter {
                     }
                     tokio::time::sleep(wait).await;
                     retries += 1;
-                    delay = (delay * 2).min(RETRY_MAX_DELAY);
                 }
                 Err(Attempt::NotReady(text)) => return Err(text),
             }
@@ -222,38 +227,72 @@ fn jitter() -> Duration {
     Duration::from_millis(u64::from(nanos % 101))
 }
 
-/// The longest wait a collector's `RetryInfo` is taken at (the export
-/// timeout bounds it further).
-const MAX_THROTTLE: Duration = Duration::from_secs(600);
+/// The longest wait a collector's `RetryInfo` is taken at, as in
+/// `opentelemetry-otlp` (the export timeout bounds it further).
+const MAX_THROTTLE: Duration = Duration::from_secs(30);
 
-/// How long to wait before sending a failed request again, or `None` when
-/// it must not be sent again, as the OTLP specification says:
+/// Whether and how a failed request is sent again.
+#[derive(Debug, PartialEq, Eq)]
+enum Retry {
+    /// Final: the request is dropped.
+    Never,
+    /// After the exponential backoff.
+    Backoff,
+    /// After at least the delay the collector asked for in `RetryInfo` (as
+    /// sent: zero, or longer than [`MAX_THROTTLE`]).
+    After(Duration),
+}
+
+/// What the OTLP specification says of a failed request's status:
 ///
-/// - the transient codes are retried after `backoff`;
-/// - `UNAVAILABLE` with a `RetryInfo` delay is retried after that delay;
+/// - the transient codes are retried after the backoff;
+/// - `UNAVAILABLE` is, too, or after its `RetryInfo` delay when it has one;
 /// - `RESOURCE_EXHAUSTED` (a collector over its memory limit) is retried
-///   only when the collector says when, in `RetryInfo`;
+///   only when the collector sends `RetryInfo`;
 /// - every other code is final.
-fn retry_after(status: &Status, backoff: Duration) -> Option<Duration> {
+fn retry_of(status: &Status) -> Retry {
     use tonic::Code;
     use tonic_types::StatusExt as _;
-    let hint = || {
+    let asked = || {
         status
             .get_details_retry_info()
             .and_then(|info| info.retry_delay)
-            .filter(|delay| !delay.is_zero())
-            .map(|delay| delay.min(MAX_THROTTLE))
     };
     match status.code() {
-        Code::ResourceExhausted => hint(),
-        Code::Unavailable => Some(hint().unwrap_or(backoff)),
+        Code::ResourceExhausted => asked().map_or(Retry::Never, Retry::After),
+        Code::Unavailable => match asked().filter(|delay| !delay.is_zero()) {
+            Some(delay) => Retry::After(delay),
+            None => Retry::Backoff,
+        },
         Code::Cancelled
         | Code::DeadlineExceeded
         | Code::Aborted
         | Code::OutOfRange
-        | Code::DataLoss => Some(backoff),
-        _ => None,
+        | Code::DataLoss => Retry::Backoff,
+        _ => Retry::Never,
     }
+}
+
+/// The wait before the next attempt and the backoff's next `(delay, cap)`,
+/// as `opentelemetry-otlp` computes them: the collector's delay (capped at
+/// [`MAX_THROTTLE`]) raises the backoff's delay, and its cap when it is
+/// longer, but never lowers it; the wait is the delay plus `jitter`, within
+/// the cap; the delay then doubles.
+fn next_wait(
+    delay: Duration,
+    cap: Duration,
+    asked: Option<Duration>,
+    jitter: Duration,
+) -> (Duration, Duration, Duration) {
+    let (mut delay, mut cap) = (delay, cap);
+    if let Some(asked) = asked.map(|asked| asked.min(MAX_THROTTLE)) {
+        if asked > cap {
+            cap = MAX_THROTTLE;
+        }
+        delay = delay.max(asked);
+    }
+    let wait = delay.saturating_add(jitter).min(cap);
+    (wait, delay.saturating_mul(2).min(cap), cap)
 }
 
 impl Sink for TraceClient {
@@ -482,7 +521,7 @@ pub(crate) fn with_scheme(endpoint: &str, insecure: bool) -> String {
 /// The export headers: `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else
 /// `OTEL_EXPORTER_OTLP_HEADERS`; and the (variable, key) of each entry that
 /// cannot be sent.
-fn headers_from_env() -> (MetadataMap, Vec<(&'static str, String)>) {
+fn headers_from_env() -> (http::HeaderMap, Vec<(&'static str, String)>) {
     for variable in [
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
         "OTEL_EXPORTER_OTLP_HEADERS",
@@ -495,38 +534,24 @@ fn headers_from_env() -> (MetadataMap, Vec<(&'static str, String)>) {
             );
         }
     }
-    (MetadataMap::new(), Vec::new())
+    (http::HeaderMap::new(), Vec::new())
 }
 
 /// `key=value,…` as the OTLP exporters read it: entries trimmed, values
-/// URL-decoded, entries with an empty key or value ignored. Also the keys of
-/// the entries that are not valid metadata.
-fn parse_headers(text: &str) -> (MetadataMap, Vec<String>) {
-    // Through an HTTP header map, as `opentelemetry-otlp` does: a key ending
-    // in `-bin` is binary metadata, its value sent as written (base64).
-    let mut headers = http::HeaderMap::new();
-    let mut skipped = Vec::new();
-    for entry in text.split_terminator(',').map(str::trim) {
-        let Some((key, value)) = entry.split_once('=') else {
-            continue;
-        };
-        let (key, value) = (key.trim(), value.trim());
-        let value = url_decode(value).unwrap_or_else(|| value.to_owned());
-        if key.is_empty() || value.is_empty() {
-            continue;
-        }
-        let parsed = (
-            http::HeaderName::from_bytes(key.to_ascii_lowercase().as_bytes()),
-            http::HeaderValue::from_str(&value),
-        );
-        match parsed {
-            (Ok(name), Ok(value)) => {
-                headers.append(name, value);
-            }
-            _ => skipped.push(key.to_owned()),
-        }
-    }
-    (MetadataMap::from_headers(headers), skipped)
+/// URL-decoded, entries with an empty key or value ignored; then as
+/// [`header_map`](super::header_map) takes them (a `-bin` key's value is
+/// base64). Also the keys of the entries that cannot be sent.
+fn parse_headers(text: &str) -> (http::HeaderMap, Vec<String>) {
+    let entries: Vec<(&str, String)> = text
+        .split_terminator(',')
+        .filter_map(|entry| {
+            let (key, value) = entry.split_once('=')?;
+            let (key, value) = (key.trim(), value.trim());
+            let value = url_decode(value).unwrap_or_else(|| value.to_owned());
+            (!key.is_empty() && !value.is_empty()).then_some((key, value))
+        })
+        .collect();
+    super::header_map(entries.iter().map(|(k, v)| (*k, v.as_str())))
 }
 
 /// Percent-decoding; `None` when an escape is malformed or the result is not
@@ -597,48 +622,106 @@ mod tests {
     fn retries_follow_the_otlp_specification_and_the_collector_s_hints() {
         use tonic::Code;
         use tonic_types::{ErrorDetails, StatusExt as _};
-        let backoff = Duration::from_millis(150);
         let hinted = |code, delay| {
             Status::with_error_details(code, "busy", ErrorDetails::with_retry_info(Some(delay)))
         };
         let second = Duration::from_secs(1);
-        for code in [Code::Cancelled, Code::DeadlineExceeded, Code::Aborted] {
-            assert_eq!(retry_after(&Status::new(code, ""), backoff), Some(backoff));
+        for code in [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::DataLoss,
+        ] {
+            assert_eq!(retry_of(&Status::new(code, "")), Retry::Backoff, "{code:?}");
         }
+        assert_eq!(retry_of(&Status::unavailable("")), Retry::Backoff);
         assert_eq!(
-            retry_after(&Status::unavailable(""), backoff),
-            Some(backoff)
+            retry_of(&hinted(Code::Unavailable, second)),
+            Retry::After(second)
+        );
+        // A zero delay on UNAVAILABLE says nothing more than the code.
+        assert_eq!(
+            retry_of(&hinted(Code::Unavailable, Duration::ZERO)),
+            Retry::Backoff
+        );
+        // RESOURCE_EXHAUSTED is retried only with RetryInfo, even a zero one.
+        assert_eq!(retry_of(&Status::resource_exhausted("")), Retry::Never);
+        assert_eq!(
+            retry_of(&hinted(Code::ResourceExhausted, second)),
+            Retry::After(second)
         );
         assert_eq!(
-            retry_after(&hinted(Code::Unavailable, second), backoff),
-            Some(second)
-        );
-        assert_eq!(retry_after(&Status::resource_exhausted(""), backoff), None);
-        assert_eq!(
-            retry_after(&hinted(Code::ResourceExhausted, second), backoff),
-            Some(second)
-        );
-        assert_eq!(
-            retry_after(
-                &hinted(Code::ResourceExhausted, Duration::from_secs(86_400)),
-                backoff
-            ),
-            Some(MAX_THROTTLE)
+            retry_of(&hinted(Code::ResourceExhausted, Duration::ZERO)),
+            Retry::After(Duration::ZERO)
         );
         for code in [
             Code::InvalidArgument,
             Code::Unauthenticated,
+            Code::PermissionDenied,
             Code::Unimplemented,
+            Code::Internal,
         ] {
-            assert_eq!(retry_after(&hinted(code, second), backoff), None);
+            assert_eq!(retry_of(&hinted(code, second)), Retry::Never, "{code:?}");
         }
     }
 
     #[test]
-    fn headers_parse_as_the_otlp_exporters_read_them() {
-        let (metadata, skipped) = parse_headers(
-            " Authorization=Bearer%20s3cr3t , x-tenant=plant-7,empty=, =v,bad key=1,x-sig-bin=AAEC",
+    fn waits_grow_from_the_collector_s_delay_and_never_shrink_below_the_backoff() {
+        let ms = Duration::from_millis;
+        let jitter = ms(7);
+        // The plain backoff: 100, 200, 400, … ms plus jitter, within 1.6 s.
+        let (mut delay, mut cap) = (RETRY_FIRST_DELAY, RETRY_MAX_DELAY);
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            let wait;
+            (wait, delay, cap) = next_wait(delay, cap, None, jitter);
+            waits.push(wait);
+        }
+        assert_eq!(
+            waits,
+            [ms(107), ms(207), ms(407), ms(807), ms(1600), ms(1600)]
         );
+        // A shorter delay than the backoff's does not lower it; a zero one
+        // (RESOURCE_EXHAUSTED's "now") is the backoff.
+        let (wait, next, _) = next_wait(ms(400), RETRY_MAX_DELAY, Some(ms(50)), jitter);
+        assert_eq!((wait, next), (ms(407), ms(800)));
+        let (wait, _, _) = next_wait(ms(100), RETRY_MAX_DELAY, Some(Duration::ZERO), jitter);
+        assert_eq!(wait, ms(107));
+        // A longer one seeds the backoff, which doubles from it.
+        let (wait, next, cap) = next_wait(ms(100), RETRY_MAX_DELAY, Some(ms(300)), jitter);
+        assert_eq!((wait, next, cap), (ms(307), ms(600), RETRY_MAX_DELAY));
+        // Past the cap it lifts the cap, to MAX_THROTTLE at most.
+        let (wait, next, cap) = next_wait(
+            ms(100),
+            RETRY_MAX_DELAY,
+            Some(Duration::from_secs(5)),
+            jitter,
+        );
+        assert_eq!(
+            (wait, next, cap),
+            (
+                Duration::from_secs(5) + jitter,
+                Duration::from_secs(10),
+                MAX_THROTTLE
+            )
+        );
+        let (wait, _, cap) = next_wait(
+            ms(100),
+            RETRY_MAX_DELAY,
+            Some(Duration::from_secs(86_400)),
+            jitter,
+        );
+        assert_eq!((wait, cap), (MAX_THROTTLE, MAX_THROTTLE));
+    }
+
+    #[test]
+    fn headers_parse_as_the_otlp_exporters_read_them() {
+        let (headers, skipped) = parse_headers(
+            " Authorization=Bearer%20s3cr3t , x-tenant=plant-7,empty=, =v,bad key=1,x-sig-bin=AAEC,\
+             x-bad-bin=%21%21",
+        );
+        let metadata = MetadataMap::from_headers(headers);
         assert_eq!(
             metadata.get("authorization").and_then(|v| v.to_str().ok()),
             Some("Bearer s3cr3t")
@@ -656,9 +739,11 @@ mod tests {
             Some(&[0u8, 1, 2][..])
         );
         assert_eq!(metadata.len(), 3);
-        assert_eq!(skipped, vec!["bad key".to_owned()]);
+        // Named by key: "!!" is not base64.
+        assert_eq!(skipped, ["bad key", "x-bad-bin"]);
         // A malformed escape is kept as written.
-        let (metadata, _) = parse_headers("k=100%");
+        let (headers, _) = parse_headers("k=100%");
+        let metadata = MetadataMap::from_headers(headers);
         assert_eq!(
             metadata.get("k").and_then(|v| v.to_str().ok()),
             Some("100%")
