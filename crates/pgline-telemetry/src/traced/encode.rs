@@ -186,7 +186,9 @@ fn kind(kind: &SpanKind) -> u8 {
 /// every span (`db.system.name`, `db.namespace`, `server.address`,
 /// `server.port`) and its operation's (`db.operation.name`), or with its
 /// pool's name. A span then copies one block instead of writing each field.
-/// Small: the texts come from a few handles and the statement keywords.
+/// The texts are interned process-wide, so handles to one database share
+/// their keys: a process holds about (databases × statement keywords × span
+/// names) blocks, a few hundred at most.
 #[derive(Default)]
 struct Blocks {
     entries: Vec<(BlockKey, Vec<u8>)>,
@@ -258,9 +260,10 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// Entries kept before the cache starts over (a process with more handles
-/// than this still encodes correctly, only slower): a few hundred handles,
-/// pools and statement keywords.
+/// Entries kept before the cache starts over: several times what a process
+/// needs (see [`Blocks`]). Past it, one in `MAX_BLOCKS` spans pays for
+/// encoding a block again after the clear; a process with more distinct
+/// keys than this still encodes correctly, only slower.
 const MAX_BLOCKS: usize = 2048;
 
 impl Blocks {
@@ -557,7 +560,8 @@ impl Encoder {
         };
         let span = ProtoSpan::from(span);
         // As an element of `ScopeSpans.spans`: a tag, a length, the span.
-        self.sdk_bytes += 1 + varint_len(span.encoded_len() as u64) + span.encoded_len();
+        let len = span.encoded_len();
+        self.sdk_bytes += 1 + varint_len(len as u64) + len;
         self.sdk[at].1.push(span);
     }
 
@@ -876,36 +880,42 @@ pub(crate) mod tests {
         );
     }
 
-    #[test]
-    fn more_handles_than_the_block_cache_holds_still_encode_right() {
+    /// A database span of 5 µs from `start`, numbered `i`.
+    fn db_span(
+        i: usize,
+        start: Instant,
+        namespace: &'static str,
+        port: Option<u16>,
+        operation: Option<&'static str>,
+    ) -> DbSpan {
+        DbSpan {
+            trace_id: TraceId::from(i as u128 + 1),
+            span_id: SpanId::from(i as u64 + 1),
+            parent_span_id: SpanId::INVALID,
+            parent_remote: false,
+            start,
+            duration: Duration::from_micros(5),
+            name: "q",
+            kind: SpanKind::Client,
+            what: What::Operation {
+                namespace,
+                address: "h",
+                port,
+                operation,
+                text: None,
+                failure: None,
+            },
+        }
+    }
+
+    /// Encodes `spans` (all starting at `start`) in one request and checks
+    /// it against the SDK's conversion of the same spans.
+    fn assert_encoded_as_the_sdk_would(spans: Vec<DbSpan>, start: Instant) {
         let resource = crate::setup::resource("encode-test");
         let scope = InstrumentationScope::builder("pgline").build();
         let mut encoder = Encoder::new(&resource, &scope);
-        let start = Instant::now();
         let mut sent = Vec::new();
-        // Each span has a handle and an operation the cache has not seen:
-        // the cache fills and starts over several times mid-request.
-        for i in 0..(MAX_BLOCKS * 3) {
-            let namespace: &'static str = Box::leak(format!("db{i}").into_boxed_str());
-            let operation = crate::sql::KEYWORDS[i % crate::sql::KEYWORDS.len()];
-            let span = DbSpan {
-                trace_id: TraceId::from(i as u128 + 1),
-                span_id: SpanId::from(i as u64 + 1),
-                parent_span_id: SpanId::INVALID,
-                parent_remote: false,
-                start,
-                duration: Duration::from_micros(5),
-                name: "q",
-                kind: SpanKind::Client,
-                what: What::Operation {
-                    namespace,
-                    address: "h",
-                    port: None,
-                    operation: Some(operation),
-                    text: None,
-                    failure: None,
-                },
-            };
+        for span in spans {
             sent.push(span_data(&span, &scope, WallClock::now()));
             encoder.add(Record::Db(span));
         }
@@ -925,6 +935,42 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn more_handles_than_the_block_cache_holds_still_encode_right() {
+        let start = Instant::now();
+        // Each span has a handle and an operation the cache has not seen:
+        // the cache fills and starts over several times mid-request.
+        let spans = (0..(MAX_BLOCKS * 3))
+            .map(|i| {
+                let namespace: &'static str = Box::leak(format!("db{i}").into_boxed_str());
+                let operation = crate::sql::KEYWORDS[i % crate::sql::KEYWORDS.len()];
+                db_span(i, start, namespace, None, Some(operation))
+            })
+            .collect();
+        assert_encoded_as_the_sdk_would(spans, start);
+    }
+
+    #[test]
+    fn spans_that_differ_only_in_port_or_operation_get_their_own_blocks() {
+        let start = Instant::now();
+        // Same name, namespace and address; interleaved, so neither the
+        // last-block memo nor the index may answer for a neighbour.
+        let variants = [
+            (Some(5432), Some("SELECT")),
+            (Some(5433), Some("SELECT")),
+            (None, Some("SELECT")),
+            (Some(5432), Some("INSERT")),
+            (Some(5432), None),
+        ];
+        let spans = (0..variants.len() * 3)
+            .map(|i| {
+                let (port, operation) = variants[(i * 2) % variants.len()];
+                db_span(i, start, "plant", port, operation)
+            })
+            .collect();
+        assert_encoded_as_the_sdk_would(spans, start);
+    }
+
+    #[test]
     fn span_starts_are_dated_from_one_wall_clock_reading() {
         let clock = WallClock::now();
         let ms = Duration::from_millis(1);
@@ -937,11 +983,21 @@ pub(crate) mod tests {
             clock.unix_nanos(clock.at + ms),
             clock.unix_nanos + 1_000_000
         );
-        let wall = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, nanos);
+        // A span starting now is dated between two wall-clock readings that
+        // bracket it (give or take the nanoseconds between the clock's own
+        // two readings; a millisecond of slack).
+        let wall = || {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, nanos)
+        };
+        let before = wall();
         let dated = WallClock::now().unix_nanos(Instant::now());
-        assert!(dated.abs_diff(wall) < 1_000_000_000, "{dated} vs {wall}");
+        let after = wall();
+        assert!(
+            before - 1_000_000 <= dated && dated <= after + 1_000_000,
+            "{before} <= {dated} <= {after}"
+        );
     }
 
     #[test]
