@@ -130,7 +130,7 @@ fn main() {
         assert!(output.status.success(), "interleaved: {stdout}{stderr}");
         let _ = stop_tx.send(());
         let received = collector.join().unwrap();
-        // Lines `round variant ops cpu p50 p99`.
+        // Lines `round variant ops cpu p50 p99 export`.
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); REAL.len()];
         for line in stdout.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
@@ -219,11 +219,16 @@ fn report(samples: &[Vec<Sample>]) {
         // The `cargo xtask bench` row (DESIGN's format, plus the telemetry
         // variant, the client CPU per operation and the paired overheads).
         json.push(format!(
-            "{{\"scenario\":\"checkout_select1_telemetry\",\"pool\":\"pgline\",\"telemetry\":\"{variant}\",\"pool_size\":{POOL_SIZE},\"concurrency\":{CONCURRENCY},\"ops_per_sec\":{ops:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\"cpu_us_per_op\":{cpu:.2},\"throughput_overhead_pct\":{:.1},\"cpu_overhead_pct\":{:.1},\"export_us_per_op\":{export:.2},\"rounds\":{}}}",
+            "{{\"scenario\":\"checkout_select1_telemetry\",\"pool\":\"pgline\",\"telemetry\":\"{variant}\",\"pool_size\":{POOL_SIZE},\"concurrency\":{CONCURRENCY},\"ops_per_sec\":{ops:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\"cpu_us_per_op\":{cpu:.2},\"throughput_overhead_pct\":{:.1},\"cpu_overhead_pct\":{:.1},\"export_us_per_op\":{},\"rounds\":{}}}",
             pick(|x| x.p50_us),
             pick(|x| x.p99_us),
             (1.0 - ops_ratio) * 100.0,
             (cpu_ratio - 1.0) * 100.0,
+            if export.is_finite() {
+                format!("{export:.2}")
+            } else {
+                "null".to_owned()
+            },
             s.len(),
         ));
     }
@@ -296,6 +301,13 @@ fn child(variant: &str, args: &[String]) {
                     continue;
                 }
                 let s = measure(&variants[i].0, period).await;
+                // Out of the window: what this variant left in the span
+                // buffers is exported now, not in the next one's window.
+                if let Some(telemetry) = &variants[i].1
+                    && let Err(e) = telemetry.force_flush()
+                {
+                    eprintln!("{}: flush after the round failed: {e}", REAL[i]);
+                }
                 println!(
                     "{round} {} {} {} {} {} {}",
                     REAL[i], s.ops_per_sec, s.cpu_us_per_op, s.p50_us, s.p99_us, s.export_us_per_op
@@ -391,27 +403,25 @@ fn process_cpu() -> Duration {
 }
 
 /// CPU time so far of this process's span-export threads (all variants':
-/// only the one measured has spans to export), from the scheduler's
-/// per-thread nanoseconds.
-fn export_threads_cpu() -> Duration {
+/// only the one measured has spans to export; each is flushed after its
+/// window), from the scheduler's per-thread nanoseconds; `None` when the
+/// kernel does not keep them (no `/proc/self/task/*/schedstat`).
+fn export_threads_cpu() -> Option<Duration> {
     let mut total = 0u64;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
     for task in tasks.flatten() {
         let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
         if !matches!(comm.trim(), "pgline-span-exp" | "pgline-otlp") {
             continue;
         }
-        let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        let schedstat = std::fs::read_to_string(path.join("schedstat")).ok()?;
         total += schedstat
             .split_whitespace()
             .next()
-            .and_then(|ns| ns.parse::<u64>().ok())
-            .unwrap_or(0);
+            .and_then(|ns| ns.parse::<u64>().ok())?;
     }
-    Duration::from_nanos(total)
+    Some(Duration::from_nanos(total))
 }
 
 /// Throughput, client CPU per operation and latency of `CONCURRENCY` tasks
@@ -489,7 +499,11 @@ async fn measure(run: &Run, period: Duration) -> Sample {
         cpu_us_per_op: (cpu1 - cpu0).as_secs_f64() * 1e6 / ops,
         p50_us: quantile(0.5),
         p99_us: quantile(0.99),
-        export_us_per_op: export1.saturating_sub(export0).as_secs_f64() * 1e6 / ops,
+        // NaN (`null` in the JSON row) when the kernel keeps no schedstat.
+        export_us_per_op: match (export0, export1) {
+            (Some(e0), Some(e1)) => e1.saturating_sub(e0).as_secs_f64() * 1e6 / ops,
+            _ => f64::NAN,
+        },
     }
 }
 
