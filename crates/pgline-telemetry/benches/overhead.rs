@@ -101,6 +101,7 @@ fn main() {
         let collector = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
+                .thread_name(COLLECTOR_THREAD)
                 .enable_all()
                 .build()
                 .unwrap();
@@ -128,6 +129,9 @@ fn main() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "interleaved: {stdout}{stderr}");
+        // What the collector took from the same two cores (read while its
+        // threads still run): not pgline's cost, but part of the `otlp` row's.
+        let collector_cpu = threads_cpu(&[COLLECTOR_THREAD]);
         let _ = stop_tx.send(());
         let received = collector.join().unwrap();
         // Lines `round variant ops cpu p50 p99 export`.
@@ -147,7 +151,13 @@ fn main() {
             });
         }
         report(&samples);
-        println!("otlp: the collector received {received} spans");
+        match collector_cpu {
+            Some(cpu) if received > 0 => println!(
+                "otlp: the collector received {received} spans, {:.2} us of CPU per span",
+                cpu.as_secs_f64() * 1e6 / received as f64
+            ),
+            _ => println!("otlp: the collector received {received} spans"),
+        }
         assert!(received > 0, "the otlp variant exported nothing");
     }
 
@@ -402,17 +412,26 @@ fn process_cpu() -> Duration {
     Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
 }
 
+/// The name of the bench collector's threads.
+const COLLECTOR_THREAD: &str = "otlp-collector";
+
 /// CPU time so far of this process's span-export threads (all variants':
 /// only the one measured has spans to export; each is flushed after its
-/// window), from the scheduler's per-thread nanoseconds; `None` when the
-/// kernel does not keep them (no `/proc/self/task/*/schedstat`).
+/// window); `None` as in [`threads_cpu`].
 fn export_threads_cpu() -> Option<Duration> {
+    threads_cpu(&["pgline-span-exp", "pgline-otlp"])
+}
+
+/// CPU time so far of this process's threads with one of these names, from
+/// the scheduler's per-thread nanoseconds; `None` when the kernel does not
+/// keep them (no `/proc/self/task/*/schedstat`).
+fn threads_cpu(names: &[&str]) -> Option<Duration> {
     let mut total = 0u64;
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
     for task in tasks.flatten() {
         let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if !matches!(comm.trim(), "pgline-span-exp" | "pgline-otlp") {
+        if !names.contains(&comm.trim()) {
             continue;
         }
         let schedstat = std::fs::read_to_string(path.join("schedstat")).ok()?;
