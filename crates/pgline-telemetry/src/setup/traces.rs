@@ -7,7 +7,7 @@
 //! or else `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,…`, values URL-decoded),
 //! and a timeout per export. Like it, it retries an export the collector
 //! could not take for now, waiting as long as the collector's `RetryInfo`
-//! asks (see [`retry_after`]). Compression is not offered.
+//! asks (see [`retry_of`] and [`next_wait`]). Compression is not offered.
 //! Metrics still go through `opentelemetry-otlp`'s exporter.
 //!
 //! An `https` endpoint is verified against the public (Mozilla) roots plus
@@ -142,7 +142,7 @@ struct Exporter {
 }
 
 impl Exporter {
-    /// Sends `request`, retrying as [`retry_after`] says while the retries
+    /// Sends `request`, retrying as [`retry_of`] and [`next_wait`] say while the retries
     /// fit in the export timeout.
     async fn export(&mut self, request: Bytes) -> Result<ExportTraceServiceResponse, String> {
         let started = Instant::now();
