@@ -20,21 +20,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut as _, Bytes};
-use http::uri::PathAndQuery;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use prost::Message as _;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::Status;
+use tonic::codec::{DecodeBuf, Decoder, Streaming};
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-use tonic::{GrpcMethod, Status};
 
 use super::export::{EXPORT_TARGET, ExportHealth, Signal};
 use crate::TelemetryError;
 use crate::traced::queue::Sink;
 
-const SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// Drops what it is sent: the whole in-process cost of tracing (spans made,
@@ -110,6 +108,7 @@ impl TraceClient {
         let mut headers = extra_headers.clone().into_headers();
         headers.extend(from_env);
         let metadata = MetadataMap::from_headers(headers);
+        let headers = call_headers(metadata);
         for (variable, key) in skipped {
             // The value may be a credential: only the key is named.
             tracing::warn!(
@@ -121,8 +120,8 @@ impl TraceClient {
         }
         Ok(Self {
             exporter: Exporter {
-                grpc: tonic::client::Grpc::new(channel),
-                metadata,
+                channel,
+                headers,
                 timeout,
             },
             runtime,
@@ -135,8 +134,9 @@ impl TraceClient {
 /// What one export needs; cloned into the task that runs it.
 #[derive(Clone)]
 struct Exporter {
-    grpc: tonic::client::Grpc<Channel>,
-    metadata: MetadataMap,
+    channel: Channel,
+    /// The call's headers: gRPC's own and the export headers.
+    headers: http::HeaderMap,
     /// The whole export's budget, retries included.
     timeout: Duration,
 }
@@ -184,22 +184,114 @@ impl Exporter {
         }
     }
 
+    /// One `Export` call, made on the channel directly rather than through
+    /// tonic's `Grpc` client, whose codec would copy the finished request
+    /// into a buffer of its own: the body is the 5-byte gRPC message prefix
+    /// and then `request` itself. The answer is read as `Grpc::unary` reads
+    /// it.
     async fn attempt(&mut self, request: Bytes) -> Result<ExportTraceServiceResponse, Attempt> {
-        self.grpc.ready().await.map_err(|e| {
-            let mut text = "span export failed: the channel is not ready".to_owned();
-            causes(&mut text, Some(&e));
-            Attempt::NotReady(text)
-        })?;
-        let mut call = tonic::Request::new(request);
-        *call.metadata_mut() = self.metadata.clone();
-        call.extensions_mut()
-            .insert(GrpcMethod::new(SERVICE, "Export"));
-        let response = self
-            .grpc
-            .unary(call, PathAndQuery::from_static(EXPORT_PATH), Raw)
+        use tonic::client::GrpcService as _;
+        std::future::poll_fn(|cx| self.channel.poll_ready(cx))
             .await
-            .map_err(Attempt::Failed)?;
-        Ok(response.into_inner())
+            .map_err(|e| {
+                let mut text = "span export failed: the channel is not ready".to_owned();
+                causes(&mut text, Some(&e));
+                Attempt::NotReady(text)
+            })?;
+        let mut call = http::Request::new(tonic::body::Body::new(Framed::new(request)));
+        *call.method_mut() = http::Method::POST;
+        *call.uri_mut() = http::Uri::from_static(EXPORT_PATH);
+        *call.version_mut() = http::Version::HTTP_2;
+        *call.headers_mut() = self.headers.clone();
+        let response = self
+            .channel
+            .call(call)
+            .await
+            .map_err(|e| Attempt::Failed(Status::from_error(e.into())))?;
+        if let Some(status) = Status::from_header_map(response.headers()) {
+            // A trailers-only answer: a status and no message.
+            return Err(Attempt::Failed(match status.code() {
+                tonic::Code::Ok => Status::internal("the collector answered without a message"),
+                _ => status,
+            }));
+        }
+        let status_code = response.status();
+        let mut body = Streaming::new_response(Raw, response.into_body(), status_code, None, None);
+        let message = body
+            .message()
+            .await
+            .map_err(Attempt::Failed)?
+            .ok_or_else(|| {
+                Attempt::Failed(Status::internal("the collector answered without a message"))
+            })?;
+        // The status comes in the trailers.
+        body.trailers().await.map_err(Attempt::Failed)?;
+        Ok(message)
+    }
+}
+
+/// The headers of every export call: what tonic's client sends for a unary
+/// call (`te: trailers`, `content-type: application/grpc`; the user agent is
+/// the channel's) and the export headers, less those gRPC reserves, which
+/// tonic would drop too.
+fn call_headers(metadata: MetadataMap) -> http::HeaderMap {
+    let mut headers = metadata.into_headers();
+    for reserved in [
+        "te",
+        "content-type",
+        "grpc-message",
+        "grpc-message-type",
+        "grpc-status",
+    ] {
+        headers.remove(reserved);
+    }
+    headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers
+}
+
+/// An export call's body: the gRPC message prefix (not compressed, the
+/// length), then the message, each a frame of its own; nothing is copied.
+struct Framed {
+    prefix: Option<Bytes>,
+    message: Option<Bytes>,
+}
+
+impl Framed {
+    fn new(message: Bytes) -> Self {
+        let mut prefix = [0u8; 5];
+        // A request is far below 4 GiB (the queue sends at 3 MiB).
+        let len = u32::try_from(message.len()).unwrap_or(u32::MAX);
+        prefix[1..].copy_from_slice(&len.to_be_bytes());
+        Self {
+            prefix: Some(Bytes::copy_from_slice(&prefix)),
+            message: Some(message),
+        }
+    }
+}
+
+impl http_body::Body for Framed {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = self.prefix.take().or_else(|| self.message.take());
+        std::task::Poll::Ready(next.map(|data| Ok(http_body::Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.message.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, |b| b.len() as u64);
+        http_body::SizeHint::with_exact(len(&self.prefix) + len(&self.message))
     }
 }
 
@@ -573,35 +665,9 @@ fn url_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The codec of the export call: the request is already protobuf; the
-/// response is decoded with `prost`.
+/// The decoder of the export call's answer (`prost`).
 #[derive(Debug, Clone, Copy)]
 struct Raw;
-
-impl Codec for Raw {
-    type Encode = Bytes;
-    type Decode = ExportTraceServiceResponse;
-    type Encoder = Raw;
-    type Decoder = Raw;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        Raw
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        Raw
-    }
-}
-
-impl Encoder for Raw {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
 
 impl Decoder for Raw {
     type Item = ExportTraceServiceResponse;
@@ -713,6 +779,36 @@ mod tests {
             jitter,
         );
         assert_eq!((wait, cap), (MAX_THROTTLE, MAX_THROTTLE));
+    }
+
+    #[test]
+    fn the_body_is_the_grpc_prefix_then_the_request_itself() {
+        use http_body::Body as _;
+        let request = Bytes::from(vec![7u8; 300]);
+        let mut body = std::pin::pin!(Framed::new(request.clone()));
+        assert_eq!(body.size_hint().exact(), Some(305));
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut next = || match body.as_mut().poll_frame(&mut cx) {
+            std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().ok(),
+            _ => None,
+        };
+        assert_eq!(next().as_deref(), Some(&[0u8, 0, 0, 1, 44][..]));
+        // The request's own bytes, not a copy.
+        assert_eq!(next().map(|data| data.as_ptr()), Some(request.as_ptr()));
+        assert_eq!(next(), None);
+    }
+
+    #[test]
+    fn export_calls_carry_grpc_s_headers_and_not_reserved_ones() {
+        let (headers, _) =
+            parse_headers("content-type=text/plain,te=gzip,grpc-status=0,x-plant=line-7");
+        let headers = call_headers(MetadataMap::from_headers(headers));
+        assert_eq!(headers["content-type"], "application/grpc");
+        assert_eq!(headers["te"], "trailers");
+        assert_eq!(headers["x-plant"], "line-7");
+        assert!(headers.get("grpc-status").is_none());
+        assert_eq!(headers.len(), 3);
     }
 
     #[test]
