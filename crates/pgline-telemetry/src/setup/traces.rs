@@ -107,8 +107,7 @@ impl TraceClient {
         // `opentelemetry-otlp` (which the metrics go through).
         let mut headers = extra_headers.clone().into_headers();
         headers.extend(from_env);
-        let metadata = MetadataMap::from_headers(headers);
-        let headers = call_headers(metadata);
+        let headers = call_headers(headers);
         for (variable, key) in skipped {
             // The value may be a credential: only the key is named.
             tracing::warn!(
@@ -234,8 +233,7 @@ impl Exporter {
 /// call (`te: trailers`, `content-type: application/grpc`; the user agent is
 /// the channel's) and the export headers, less those gRPC reserves, which
 /// tonic would drop too.
-fn call_headers(metadata: MetadataMap) -> http::HeaderMap {
-    let mut headers = metadata.into_headers();
+fn call_headers(mut headers: http::HeaderMap) -> http::HeaderMap {
     for reserved in [
         "te",
         "content-type",
@@ -803,7 +801,7 @@ mod tests {
     fn export_calls_carry_grpc_s_headers_and_not_reserved_ones() {
         let (headers, _) =
             parse_headers("content-type=text/plain,te=gzip,grpc-status=0,x-plant=line-7");
-        let headers = call_headers(MetadataMap::from_headers(headers));
+        let headers = call_headers(headers);
         assert_eq!(headers["content-type"], "application/grpc");
         assert_eq!(headers["te"], "trailers");
         assert_eq!(headers["x-plant"], "line-7");
