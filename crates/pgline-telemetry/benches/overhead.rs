@@ -18,7 +18,11 @@
 //!   service's log subscriber installed throughout, as a service does.
 //! - `noio-*`: the same layers around a database that answers at once, each
 //!   in a process of its own, which isolates telemetry's own cost per
-//!   operation.
+//!   operation. `noio-otlp` (run on its own, `PGLINE_BENCH_VARIANT=noio-otlp`)
+//!   exports every span to a collector in the process at `NOIO_PACE`
+//!   statements per millisecond (30) and prints the export threads' and the
+//!   collector's CPU per span: the export path's cost without PostgreSQL's
+//!   noise, for comparing builds.
 //!
 //! The report gives, per variant, the median throughput and client CPU time
 //! per operation (all threads of the process, the SDK's export thread
@@ -96,25 +100,7 @@ fn main() {
         let server = pgline_testkit::PgServer::shared();
         let db = server.fresh_database_blocking().unwrap();
         // The collector of the `otlp` variant, in this process (not measured).
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let collector = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name(COLLECTOR_THREAD)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let (receiver, addr) = pgline_testkit::otlp::Receiver::start_counting()
-                    .await
-                    .unwrap();
-                addr_tx.send(addr).unwrap();
-                let _ = stop_rx.await;
-                receiver.span_count()
-            })
-        });
-        let collector_addr = addr_rx.recv().unwrap();
+        let (collector, collector_addr) = Collector::start();
         println!(
             "checkout_select1: pool {POOL_SIZE}, concurrency {CONCURRENCY}, {rounds} rounds of one {seconds} s slice per variant"
         );
@@ -132,8 +118,7 @@ fn main() {
         // What the collector took from the same two cores (read while its
         // threads still run): not pgline's cost, but part of the `otlp` row's.
         let collector_cpu = threads_cpu(&[COLLECTOR_THREAD]);
-        let _ = stop_tx.send(());
-        let received = collector.join().unwrap();
+        let received = collector.stop();
         // Lines `round variant ops cpu p50 p99 export`.
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); REAL.len()];
         for line in stdout.lines() {
@@ -415,6 +400,44 @@ fn process_cpu() -> Duration {
 /// The name of the bench collector's threads.
 const COLLECTOR_THREAD: &str = "otlp-collector";
 
+/// A counting OTLP collector on a thread (and a one-thread runtime) of its
+/// own, named [`COLLECTOR_THREAD`].
+struct Collector {
+    thread: std::thread::JoinHandle<u64>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Collector {
+    fn start() -> (Self, std::net::SocketAddr) {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(COLLECTOR_THREAD)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let (receiver, addr) = pgline_testkit::otlp::Receiver::start_counting()
+                    .await
+                    .unwrap();
+                addr_tx.send(addr).unwrap();
+                let _ = stop_rx.await;
+                receiver.span_count()
+            })
+        });
+        let addr = addr_rx.recv().unwrap();
+        (Self { thread, stop }, addr)
+    }
+
+    /// Stops the collector; the spans it received.
+    fn stop(self) -> u64 {
+        let _ = self.stop.send(());
+        self.thread.join().unwrap()
+    }
+}
+
 /// CPU time so far of this process's span-export threads (all variants':
 /// only the one measured has spans to export; each is flushed after its
 /// window); `None` as in [`threads_cpu`].
@@ -597,8 +620,23 @@ impl Database for Instant_ {
 /// `ops_per_sec cpu_us_per_op`.
 async fn noio(mode: &str) -> (f64, f64) {
     let config = pgline_config::Config::from_vars([("LOG_LEVEL", "info")]).unwrap();
+    let mut counting = None;
     let telemetry = match mode {
         "bare" => None,
+        // Export to a collector in this process: the export threads' and
+        // the collector's CPU per span, without PostgreSQL's noise.
+        "otlp" => {
+            let (collector, addr) = Collector::start();
+            counting = Some(collector);
+            let mut exporting = config.telemetry.clone();
+            exporting.otlp_endpoint = Some(format!("http://{addr}"));
+            Some(
+                Telemetry::builder(&exporting)
+                    .without_metric_export()
+                    .build()
+                    .unwrap(),
+            )
+        }
         "metrics" => Some(Telemetry::builder(&config.telemetry).build().unwrap()),
         _ => Some(
             Telemetry::builder(&config.telemetry)
@@ -607,14 +645,31 @@ async fn noio(mode: &str) -> (f64, f64) {
                 .unwrap(),
         ),
     };
+    // Statements per millisecond (`NOIO_PACE`; `noio-otlp` only).
+    let pace: u64 = if mode == "otlp" {
+        std::env::var("NOIO_PACE")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(30)
+    } else {
+        0
+    };
     let run = |db: &'static (dyn Fn() -> pgline_core::BoxFuture<'static, ()> + Send + Sync)| async move {
         let n = noio_ops();
-        for _ in 0..n / 10 {
+        for i in 0..n / 10 {
             db().await;
+            if pace > 0 && i % pace == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
         let (cpu0, started) = (process_cpu(), Instant::now());
-        for _ in 0..n {
+        for i in 0..n {
             db().await;
+            // A station-like rate for `noio-otlp`: flat out, the span queue
+            // overflows and drops most spans.
+            if pace > 0 && i % pace == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
         let (cpu, elapsed) = (process_cpu() - cpu0, started.elapsed());
         (
@@ -654,6 +709,27 @@ async fn noio(mode: &str) -> (f64, f64) {
                 }) as pgline_core::BoxFuture<'static, ()>
             })))
             .await;
+            let telemetry = tokio::task::spawn_blocking(move || {
+                telemetry.force_flush().unwrap();
+                telemetry
+            })
+            .await
+            .unwrap();
+            if let Some(collector) = counting {
+                let export = export_threads_cpu();
+                let collector_cpu = threads_cpu(&[COLLECTOR_THREAD]);
+                let n = collector.stop();
+                let per_span = |cpu: Option<Duration>| {
+                    cpu.map_or("?".to_owned(), |c| {
+                        format!("{:.3}", c.as_secs_f64() * 1e6 / n as f64)
+                    })
+                };
+                println!(
+                    "noio-otlp: the collector received {n} spans; CPU per span: export threads {} us, collector {} us",
+                    per_span(export),
+                    per_span(collector_cpu),
+                );
+            }
             tokio::task::spawn_blocking(move || telemetry.shutdown())
                 .await
                 .unwrap()
