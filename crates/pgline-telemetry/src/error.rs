@@ -39,6 +39,17 @@ pub enum TelemetryError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` (or its `_TRACES_`/`_METRICS_` form)
+    /// asks for OTLP over HTTP: pgline exports over gRPC only.
+    #[error(
+        "{variable}={value:?}: pgline exports OTLP over gRPC only; set it to `grpc` (or unset it) and point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's gRPC port (4317 by default)"
+    )]
+    Protocol {
+        /// The variable that decided.
+        variable: String,
+        /// Its value.
+        value: String,
+    },
     /// A TLS file for OTLP export (`OTEL_EXPORTER_OTLP_CERTIFICATE`, …)
     /// cannot be used.
     #[error("{variable}: {reason}")]

@@ -5,6 +5,7 @@
 pub(crate) mod export;
 mod subscriber;
 mod traces;
+mod transport;
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -113,8 +114,10 @@ pub struct Telemetry {
     tracer: Option<SdkTracer>,
     metrics: Metrics,
     endpoint: Option<String>,
-    /// What was wrong with `OTEL_TRACES_SAMPLER`, if anything.
-    sampler_warning: Option<String>,
+    /// What the configuration asked for and does not get
+    /// (`OTEL_TRACES_SAMPLER`, compression): said at build and again by
+    /// [`init`] once its subscriber is installed.
+    warnings: Vec<String>,
     /// Where the OTLP channels run; stopped after the providers (fields
     /// drop in order).
     _export_runtime: Option<ExportRuntime>,
@@ -168,6 +171,7 @@ pub struct TelemetryBuilder {
     traces_tls: TlsFiles,
     metrics_tls: TlsFiles,
     headers: Vec<(String, String)>,
+    transport: transport::Transport,
 }
 
 impl std::fmt::Debug for TelemetryBuilder {
@@ -182,6 +186,7 @@ impl std::fmt::Debug for TelemetryBuilder {
             .field("acquire_span_threshold", &self.acquire_span_threshold)
             .field("traces_tls", &self.traces_tls)
             .field("metrics_tls", &self.metrics_tls)
+            .field("transport", &self.transport)
             // The values may be credentials: the keys only.
             .field(
                 "headers",
@@ -267,7 +272,16 @@ impl TelemetryBuilder {
         let span_exporter;
         let mut metric_export = None;
         let mut export_runtime = None;
+        let mut warnings = Vec::new();
         if let Some(endpoint) = &self.endpoint {
+            let signals: Vec<&str> = [
+                (self.export_traces, transport::TRACES),
+                (self.export_metrics, transport::METRICS),
+            ]
+            .into_iter()
+            .filter_map(|(on, signal)| on.then_some(signal))
+            .collect();
+            warnings = self.transport.check(&signals)?;
             let runtime = ExportRuntime::start().map_err(TelemetryError::Thread)?;
             // The channels are made (and their tasks spawned) on it.
             let handle = runtime.handle.clone();
@@ -323,7 +337,8 @@ impl TelemetryBuilder {
             None => None,
         };
         let (sampler, sampler_warning) = SamplerChoice::from_env();
-        if let Some(warning) = &sampler_warning {
+        warnings.extend(sampler_warning);
+        for warning in &warnings {
             // Seen now when a subscriber is installed; `init` says it again
             // once its own is.
             tracing::warn!(target: export::EXPORT_TARGET, "{warning}");
@@ -349,7 +364,7 @@ impl TelemetryBuilder {
             tracer_provider,
             tracer,
             endpoint: self.endpoint,
-            sampler_warning,
+            warnings,
             _export_runtime: export_runtime,
         })
     }
@@ -376,6 +391,7 @@ impl Telemetry {
             traces_tls: TlsFiles::from_env("TRACES"),
             metrics_tls: TlsFiles::from_env("METRICS"),
             headers: Vec::new(),
+            transport: transport::Transport::from_env(),
         }
     }
 
@@ -542,7 +558,7 @@ where
     if let Some(tracer) = telemetry.metrics.tracer() {
         crate::traced::spans::set_global(tracer.clone());
     }
-    if let Some(warning) = &telemetry.sampler_warning {
+    for warning in &telemetry.warnings {
         tracing::warn!(target: export::EXPORT_TARGET, "{warning}");
     }
     match telemetry.endpoint() {
@@ -668,5 +684,36 @@ mod tests {
                 other => panic!("{key}={value:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn otlp_over_http_stops_the_build_only_for_a_signal_that_is_exported() {
+        let http = || {
+            transport::Transport::from_lookup(|v| {
+                (v == "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL").then(|| "http/protobuf".to_owned())
+            })
+        };
+        let mut config = pgline_config::Config::from_vars([("LOG_LEVEL", "info")])
+            .unwrap()
+            .telemetry;
+        // No endpoint: nothing is exported, nothing to refuse.
+        let mut builder = Telemetry::builder(&config);
+        builder.transport = http();
+        builder.build().unwrap();
+        // Exported: refused before anything starts, with the variable named.
+        config.otlp_endpoint = Some("http://127.0.0.1:4318".to_owned());
+        let mut builder = Telemetry::builder(&config);
+        builder.transport = http();
+        match builder.build() {
+            Err(TelemetryError::Protocol { variable, value }) => {
+                assert_eq!(variable, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL");
+                assert_eq!(value, "http/protobuf");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Metrics not exported: the spans' gRPC export starts.
+        let mut builder = Telemetry::builder(&config).without_metric_export();
+        builder.transport = http();
+        builder.build().unwrap().shutdown().unwrap();
     }
 }
