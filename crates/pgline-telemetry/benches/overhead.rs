@@ -71,6 +71,18 @@ struct Sample {
     /// per operation: part of `cpu_us_per_op`, and steadier than the
     /// throughput on a shared machine.
     export_us_per_op: f64,
+    /// CPU of PostgreSQL's processes per operation (NaN without schedstat).
+    postgres_us_per_op: f64,
+    /// CPU of the bench's collector per operation (NaN without schedstat).
+    collector_us_per_op: f64,
+}
+
+impl Sample {
+    /// The machine's CPU per operation: this process, PostgreSQL and the
+    /// collector (everything the slice runs).
+    fn machine_us_per_op(&self) -> f64 {
+        self.cpu_us_per_op + self.postgres_us_per_op + self.collector_us_per_op
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -133,6 +145,8 @@ fn main() {
                 p50_us: n(4),
                 p99_us: n(5),
                 export_us_per_op: n(6),
+                postgres_us_per_op: n(7),
+                collector_us_per_op: n(8),
             });
         }
         report(&samples);
@@ -211,10 +225,40 @@ fn report(samples: &[Vec<Sample>]) {
             (ops_ratio - 1.0) * 100.0,
             (cpu_ratio - 1.0) * 100.0,
         );
+        // Where the extra CPU went, each part against the whole machine's
+        // CPU per operation in the bare slice of the same round: with the
+        // two cores saturated, these parts add up to the throughput cost,
+        // and they tell pgline's own share from the collector's.
+        let share = |f: fn(&Sample) -> f64| {
+            median(
+                s.iter()
+                    .zip(bare)
+                    .map(|(v, b)| (f(v) - f(b)) / b.machine_us_per_op() * 100.0)
+                    .collect(),
+            )
+        };
+        let machine = pick(Sample::machine_us_per_op);
+        let process_share = share(|x| x.cpu_us_per_op);
+        let collector_share = share(|x| x.collector_us_per_op);
+        if i > 0 {
+            println!(
+                "         machine CPU {machine:>5.1} us/op, over bare's: {:+.1} % [this process {process_share:+.1} %, PostgreSQL {:+.1} %, collector {collector_share:+.1} %]",
+                share(Sample::machine_us_per_op),
+                share(|x| x.postgres_us_per_op),
+            );
+        }
+        let pct = |x: f64| {
+            if x.is_finite() {
+                format!("{x:.1}")
+            } else {
+                "null".to_owned()
+            }
+        };
         // The `cargo xtask bench` row (DESIGN's format, plus the telemetry
-        // variant, the client CPU per operation and the paired overheads).
+        // variant, the client CPU per operation, the paired overheads and
+        // this process's and the collector's shares of the machine).
         json.push(format!(
-            "{{\"scenario\":\"checkout_select1_telemetry\",\"pool\":\"pgline\",\"telemetry\":\"{variant}\",\"pool_size\":{POOL_SIZE},\"concurrency\":{CONCURRENCY},\"ops_per_sec\":{ops:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\"cpu_us_per_op\":{cpu:.2},\"throughput_overhead_pct\":{:.1},\"cpu_overhead_pct\":{:.1},\"export_us_per_op\":{},\"rounds\":{}}}",
+            "{{\"scenario\":\"checkout_select1_telemetry\",\"pool\":\"pgline\",\"telemetry\":\"{variant}\",\"pool_size\":{POOL_SIZE},\"concurrency\":{CONCURRENCY},\"ops_per_sec\":{ops:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\"cpu_us_per_op\":{cpu:.2},\"throughput_overhead_pct\":{:.1},\"cpu_overhead_pct\":{:.1},\"export_us_per_op\":{},\"process_cpu_share_pct\":{},\"collector_cpu_share_pct\":{},\"rounds\":{}}}",
             pick(|x| x.p50_us),
             pick(|x| x.p99_us),
             (1.0 - ops_ratio) * 100.0,
@@ -224,6 +268,8 @@ fn report(samples: &[Vec<Sample>]) {
             } else {
                 "null".to_owned()
             },
+            pct(process_share),
+            pct(collector_share),
             s.len(),
         ));
     }
@@ -304,8 +350,15 @@ fn child(variant: &str, args: &[String]) {
                     eprintln!("{}: flush after the round failed: {e}", REAL[i]);
                 }
                 println!(
-                    "{round} {} {} {} {} {} {}",
-                    REAL[i], s.ops_per_sec, s.cpu_us_per_op, s.p50_us, s.p99_us, s.export_us_per_op
+                    "{round} {} {} {} {} {} {} {} {}",
+                    REAL[i],
+                    s.ops_per_sec,
+                    s.cpu_us_per_op,
+                    s.p50_us,
+                    s.p99_us,
+                    s.export_us_per_op,
+                    s.postgres_us_per_op,
+                    s.collector_us_per_op,
                 );
             }
         }
@@ -397,6 +450,68 @@ fn process_cpu() -> Duration {
     Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
 }
 
+/// CPU time so far of the other processes a slice runs.
+struct Others {
+    /// All processes named `postgres` (the testkit's server is the only one
+    /// on a test machine).
+    postgres: Option<Duration>,
+    /// The collector's threads, in the parent process.
+    collector: Option<Duration>,
+}
+
+fn others_cpu() -> Others {
+    let schedstat = |path: std::path::PathBuf| -> Option<u64> {
+        std::fs::read_to_string(path)
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let mut postgres = None;
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        let mut total = 0u64;
+        let mut any = false;
+        for entry in procs.flatten() {
+            let path = entry.path();
+            if !entry
+                .file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+            {
+                continue;
+            }
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if comm.trim() != "postgres" {
+                continue;
+            }
+            if let Some(ns) = schedstat(path.join("schedstat")) {
+                total += ns;
+                any = true;
+            }
+        }
+        postgres = any.then(|| Duration::from_nanos(total));
+    }
+    let mut collector = None;
+    let parent = format!("/proc/{}/task", std::os::unix::process::parent_id());
+    if let Ok(tasks) = std::fs::read_dir(parent) {
+        let mut total = 0u64;
+        for task in tasks.flatten() {
+            let path = task.path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if comm.trim() == COLLECTOR_THREAD {
+                total += schedstat(path.join("schedstat")).unwrap_or(0);
+                collector = Some(Duration::from_nanos(total));
+            }
+        }
+    }
+    Others {
+        postgres,
+        collector,
+    }
+}
+
 /// The name of the bench collector's threads.
 const COLLECTOR_THREAD: &str = "otlp-collector";
 
@@ -485,6 +600,8 @@ async fn measure(run: &Run, period: Duration) -> Sample {
             p50_us: 0.0,
             p99_us: 0.0,
             export_us_per_op: 0.0,
+            postgres_us_per_op: 0.0,
+            collector_us_per_op: 0.0,
         };
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -510,6 +627,8 @@ async fn measure(run: &Run, period: Duration) -> Sample {
     }
     tokio::time::sleep(WARM_UP).await;
     recording.store(true, Ordering::Relaxed);
+    // Read outside this process's CPU window.
+    let others0 = others_cpu();
     let (ops0, cpu0, export0, started) = (
         done.load(Ordering::Relaxed),
         process_cpu(),
@@ -523,6 +642,7 @@ async fn measure(run: &Run, period: Duration) -> Sample {
         export_threads_cpu(),
         started.elapsed(),
     );
+    let others1 = others_cpu();
     recording.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
@@ -536,7 +656,13 @@ async fn measure(run: &Run, period: Duration) -> Sample {
             .map_or(f64::NAN, |ns| *ns as f64 / 1000.0)
     };
     let ops = (ops1 - ops0) as f64;
+    let per_op = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+        (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() * 1e6 / ops,
+        _ => f64::NAN,
+    };
     Sample {
+        postgres_us_per_op: per_op(others0.postgres, others1.postgres),
+        collector_us_per_op: per_op(others0.collector, others1.collector),
         ops_per_sec: ops / elapsed.as_secs_f64(),
         cpu_us_per_op: (cpu1 - cpu0).as_secs_f64() * 1e6 / ops,
         p50_us: quantile(0.5),
