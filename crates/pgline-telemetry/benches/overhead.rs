@@ -19,15 +19,20 @@
 //! - `noio-*`: the same layers around a database that answers at once, each
 //!   in a process of its own, which isolates telemetry's own cost per
 //!   operation. `noio-otlp` (run on its own, `PGLINE_BENCH_VARIANT=noio-otlp`)
-//!   exports every span to a collector in the process at `NOIO_PACE`
-//!   statements per millisecond (30) and prints the export threads' and the
-//!   collector's CPU per span: the export path's cost without PostgreSQL's
-//!   noise, for comparing builds.
+//!   exports every span to a collector in the process, sleeping a
+//!   millisecond after every `NOIO_PACE` statements (30: at most 30 000
+//!   statements/s; 0 runs flat out, and the span queue then drops most
+//!   spans), and prints the export threads' and the collector's CPU per
+//!   span: the export path's cost without PostgreSQL's noise, for comparing
+//!   builds.
 //!
 //! The report gives, per variant, the median throughput and client CPU time
 //! per operation (all threads of the process, the SDK's export thread
 //! included; PostgreSQL's not), and the median over rounds of each variant's
-//! ratio to the bare slice of the same round. For instruction counts under
+//! ratio to the bare slice of the same round; then, per variant, the whole
+//! machine's CPU per operation (this process, the testkit server's
+//! processes and the collector's threads) and how much of it each added
+//! over bare. For instruction counts under
 //! callgrind, run a child directly with `SEQ_OPS=n` (or `NOIO_OPS=n`),
 //! `PGLINE_BENCH_VARIANT`, `PGLINE_BENCH_PORT` and `PGLINE_BENCH_DB`. The
 //! official rows live in `cargo xtask bench`.
@@ -85,7 +90,10 @@ impl Sample {
     }
 }
 
+/// The median of the finite values (NaN when there are none: a figure the
+/// kernel did not give in any round).
 fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => f64::NAN,
@@ -120,6 +128,10 @@ fn main() {
             .args([seconds.to_string(), rounds.to_string()])
             .env("PGLINE_BENCH_VARIANT", "interleaved")
             .env("PGLINE_BENCH_PORT", server.port().to_string())
+            .env(
+                "PGLINE_BENCH_PG_PID",
+                server.pid().map_or(String::new(), |p| p.to_string()),
+            )
             .env("PGLINE_BENCH_DB", &db)
             .env("PGLINE_BENCH_OTLP", format!("http://{collector_addr}"))
             .output()
@@ -240,7 +252,11 @@ fn report(samples: &[Vec<Sample>]) {
         let machine = pick(Sample::machine_us_per_op);
         let process_share = share(|x| x.cpu_us_per_op);
         let collector_share = share(|x| x.collector_us_per_op);
-        if i > 0 {
+        if i == 0 {
+            println!(
+                "         machine CPU {machine:>5.1} us/op (this process, PostgreSQL and the collector)"
+            );
+        } else {
             println!(
                 "         machine CPU {machine:>5.1} us/op, over bare's: {:+.1} % [this process {process_share:+.1} %, PostgreSQL {:+.1} %, collector {collector_share:+.1} %]",
                 share(Sample::machine_us_per_op),
@@ -452,8 +468,9 @@ fn process_cpu() -> Duration {
 
 /// CPU time so far of the other processes a slice runs.
 struct Others {
-    /// All processes named `postgres` (the testkit's server is the only one
-    /// on a test machine).
+    /// The testkit server's postmaster and its children (its backends and
+    /// background processes); every process named `postgres` when the
+    /// parent could not give the postmaster's pid.
     postgres: Option<Duration>,
     /// The collector's threads, in the parent process.
     collector: Option<Duration>,
@@ -468,6 +485,9 @@ fn others_cpu() -> Others {
             .parse()
             .ok()
     };
+    let postmaster: Option<u32> = std::env::var("PGLINE_BENCH_PG_PID")
+        .ok()
+        .and_then(|p| p.parse().ok());
     let mut postgres = None;
     if let Ok(procs) = std::fs::read_dir("/proc") {
         let mut total = 0u64;
@@ -482,8 +502,7 @@ fn others_cpu() -> Others {
             {
                 continue;
             }
-            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-            if comm.trim() != "postgres" {
+            if !is_postgres(&path, postmaster) {
                 continue;
             }
             if let Some(ns) = schedstat(path.join("schedstat")) {
@@ -510,6 +529,28 @@ fn others_cpu() -> Others {
         postgres,
         collector,
     }
+}
+
+/// Whether the process at `path` (`/proc/N`) is the server's: the postmaster
+/// `postmaster` or one of its children, else (no pid given) any `postgres`.
+fn is_postgres(path: &std::path::Path, postmaster: Option<u32>) -> bool {
+    let Some(postmaster) = postmaster else {
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        return comm.trim() == "postgres";
+    };
+    let pid = path
+        .file_name()
+        .and_then(|n| n.to_str()?.parse::<u32>().ok());
+    if pid == Some(postmaster) {
+        return true;
+    }
+    // `/proc/N/stat`: `pid (comm) state ppid ...`; the command may hold
+    // spaces and parentheses, so read after the last `)`.
+    let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+    let ppid = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+    ppid == Some(postmaster)
 }
 
 /// The name of the bench collector's threads.
@@ -627,8 +668,11 @@ async fn measure(run: &Run, period: Duration) -> Sample {
     }
     tokio::time::sleep(WARM_UP).await;
     recording.store(true, Ordering::Relaxed);
-    // Read outside this process's CPU window.
+    // Read outside this process's CPU window, with the operations counted
+    // half-way through each reading (it scans `/proc`).
+    let before = done.load(Ordering::Relaxed);
     let others0 = others_cpu();
+    let others_ops0 = (before + done.load(Ordering::Relaxed)) / 2;
     let (ops0, cpu0, export0, started) = (
         done.load(Ordering::Relaxed),
         process_cpu(),
@@ -642,7 +686,9 @@ async fn measure(run: &Run, period: Duration) -> Sample {
         export_threads_cpu(),
         started.elapsed(),
     );
+    let before = done.load(Ordering::Relaxed);
     let others1 = others_cpu();
+    let others_ops1 = (before + done.load(Ordering::Relaxed)) / 2;
     recording.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
@@ -656,8 +702,9 @@ async fn measure(run: &Run, period: Duration) -> Sample {
             .map_or(f64::NAN, |ns| *ns as f64 / 1000.0)
     };
     let ops = (ops1 - ops0) as f64;
+    let others_ops = others_ops1.saturating_sub(others_ops0) as f64;
     let per_op = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
-        (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() * 1e6 / ops,
+        (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() * 1e6 / others_ops,
         _ => f64::NAN,
     };
     Sample {
@@ -841,9 +888,14 @@ async fn noio(mode: &str) -> (f64, f64) {
             })
             .await
             .unwrap();
+            // Read while the export threads and the collector still run.
+            let (export, collector_cpu) = (export_threads_cpu(), threads_cpu(&[COLLECTOR_THREAD]));
+            tokio::task::spawn_blocking(move || telemetry.shutdown())
+                .await
+                .unwrap()
+                .unwrap();
+            // Stopped after the telemetry, which may still be sending.
             if let Some(collector) = counting {
-                let export = export_threads_cpu();
-                let collector_cpu = threads_cpu(&[COLLECTOR_THREAD]);
                 let n = collector.stop();
                 let per_span = |cpu: Option<Duration>| {
                     cpu.map_or("?".to_owned(), |c| {
@@ -856,10 +908,6 @@ async fn noio(mode: &str) -> (f64, f64) {
                     per_span(collector_cpu),
                 );
             }
-            tokio::task::spawn_blocking(move || telemetry.shutdown())
-                .await
-                .unwrap()
-                .unwrap();
             result
         }
     }

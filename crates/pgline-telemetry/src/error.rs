@@ -40,7 +40,9 @@ pub enum TelemetryError {
         reason: String,
     },
     /// `OTEL_EXPORTER_OTLP_PROTOCOL` (or its `_TRACES_`/`_METRICS_` form)
-    /// asks for OTLP over HTTP: pgline exports over gRPC only.
+    /// names a protocol other than `grpc` (`http/protobuf`, `http/json`, or
+    /// anything else) for a signal that is exported: pgline exports over
+    /// gRPC only.
     #[error(
         "{variable}={value:?}: pgline exports OTLP over gRPC only; set it to `grpc` (or unset it) and point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's gRPC port (4317 by default)"
     )]

@@ -401,6 +401,15 @@ impl Telemetry {
         &self.metrics
     }
 
+    /// What the configuration asked for and does not get, one sentence each
+    /// (an `OTEL_TRACES_SAMPLER` that is not understood, compression asked
+    /// for): logged at warn when the telemetry is built and again by
+    /// [`init`] once its subscriber is installed. Empty when everything
+    /// asked for is done.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
     /// The OTLP endpoint telemetry is exported to, if export is on.
     pub fn endpoint(&self) -> Option<&str> {
         self.endpoint.as_deref()
@@ -715,5 +724,33 @@ mod tests {
         let mut builder = Telemetry::builder(&config).without_metric_export();
         builder.transport = http();
         builder.build().unwrap().shutdown().unwrap();
+    }
+
+    #[test]
+    fn compression_asked_for_is_a_warning_the_caller_can_read() {
+        let gzip = || {
+            transport::Transport::from_lookup(|v| {
+                (v == "OTEL_EXPORTER_OTLP_COMPRESSION").then(|| "gzip".to_owned())
+            })
+        };
+        let mut config = pgline_config::Config::from_vars([("LOG_LEVEL", "info")])
+            .unwrap()
+            .telemetry;
+        // Nothing exported: nothing to say.
+        let mut builder = Telemetry::builder(&config);
+        builder.transport = gzip();
+        assert!(builder.build().unwrap().warnings().is_empty());
+        // Exported (the collector need not listen for the build).
+        config.otlp_endpoint = Some("http://127.0.0.1:9".to_owned());
+        let mut builder = Telemetry::builder(&config).without_metric_export();
+        builder.transport = gzip();
+        let telemetry = builder.build().unwrap();
+        assert_eq!(telemetry.warnings().len(), 1, "{:?}", telemetry.warnings());
+        assert!(
+            telemetry.warnings()[0].starts_with("OTEL_EXPORTER_OTLP_COMPRESSION=gzip"),
+            "{:?}",
+            telemetry.warnings()
+        );
+        telemetry.shutdown().unwrap();
     }
 }

@@ -166,4 +166,29 @@ mod tests {
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].starts_with("OTEL_EXPORTER_OTLP_COMPRESSION=gzip"));
     }
+
+    #[test]
+    fn a_blank_signal_variable_leaves_the_general_one_in_charge() {
+        let t = transport(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "  "),
+        ]);
+        let err = t.check(&[TRACES]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/protobuf\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_signal_not_exported_is_not_checked() {
+        let t = transport(&[
+            ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "gzip"),
+        ]);
+        assert_eq!(t.check(&[TRACES]).unwrap(), Vec::<String>::new());
+        assert_eq!(t.check(&[]).unwrap(), Vec::<String>::new());
+        assert!(t.check(&[METRICS]).is_err());
+    }
 }
