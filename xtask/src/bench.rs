@@ -141,7 +141,10 @@ fn wants_telemetry(extra: &[String]) -> bool {
 
 /// Runs the telemetry-overhead bench and passes its JSON rows on.
 fn telemetry_rows(root: &Path, quick: bool, out: Option<&Path>) -> anyhow::Result<()> {
-    let (seconds, rounds) = if quick { ("0.5", "4") } else { ("1", "15") };
+    // Many short paired slices: the machine's load drifts over seconds, and
+    // even 250 rounds leave 1–2 % between runs (docs/tracing.md, "Against
+    // the target"); 100 rounds of 0.3 s take about three minutes.
+    let (seconds, rounds) = if quick { ("0.3", "10") } else { ("0.3", "100") };
     eprintln!(
         "[telemetry] checkout_select1_telemetry: bare, metrics, tracing, otlp ({rounds} rounds of a {seconds} s slice each)"
     );
