@@ -21,7 +21,7 @@ use pgline_config::{Config, LogConfig, TelemetryConfig};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::traced::queue::{Sink, SpanQueue};
+use crate::traced::queue::{BatchConfig, Sink, SpanQueue};
 use crate::traced::spans::{DbTracer, SamplerChoice};
 use crate::{Metrics, PoolObserver, TelemetryError};
 use export::{ExportHealth, ReportingMetricExporter};
@@ -39,8 +39,12 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The span queue every span goes through: those made through `tracing`
 /// (requests) and the database spans. It encodes them for `resource` (the
 /// queue ignores the provider's call).
-fn span_queue(sink: impl Sink, resource: &Resource) -> Result<SpanQueue, TelemetryError> {
-    SpanQueue::start(sink, resource).map_err(TelemetryError::Thread)
+fn span_queue(
+    sink: impl Sink,
+    resource: &Resource,
+    config: BatchConfig,
+) -> Result<SpanQueue, TelemetryError> {
+    SpanQueue::start(sink, resource, config).map_err(TelemetryError::Thread)
 }
 
 /// Headers given in code as gRPC metadata; the key of the first that gRPC
@@ -172,6 +176,9 @@ pub struct TelemetryBuilder {
     metrics_tls: TlsFiles,
     headers: Vec<(String, String)>,
     transport: transport::Transport,
+    /// The span queue's sizes and schedule (`OTEL_BSP_*`), and what to warn
+    /// about them.
+    batch: (BatchConfig, Vec<String>),
 }
 
 impl std::fmt::Debug for TelemetryBuilder {
@@ -187,6 +194,7 @@ impl std::fmt::Debug for TelemetryBuilder {
             .field("traces_tls", &self.traces_tls)
             .field("metrics_tls", &self.metrics_tls)
             .field("transport", &self.transport)
+            .field("batch", &self.batch.0)
             // The values may be credentials: the keys only.
             .field(
                 "headers",
@@ -329,13 +337,18 @@ impl TelemetryBuilder {
         } else {
             span_exporter = None;
         }
+        let (batch, batch_warnings) = self.batch;
         let queue = match span_exporter {
-            Some(client) => Some(span_queue(client, &resource)?),
+            Some(client) => Some(span_queue(client, &resource, batch)?),
             None if self.discard && self.endpoint.is_none() => {
-                Some(span_queue(Discard, &resource)?)
+                Some(span_queue(Discard, &resource, batch)?)
             }
             None => None,
         };
+        if queue.is_some() {
+            // The variables matter only when spans are queued.
+            warnings.extend(batch_warnings);
+        }
         let (sampler, sampler_warning) = SamplerChoice::from_env();
         warnings.extend(sampler_warning);
         for warning in &warnings {
@@ -392,6 +405,7 @@ impl Telemetry {
             metrics_tls: TlsFiles::from_env("METRICS"),
             headers: Vec::new(),
             transport: transport::Transport::from_env(),
+            batch: BatchConfig::from_env(),
         }
     }
 
@@ -750,6 +764,34 @@ mod tests {
             telemetry.warnings()[0].starts_with("OTEL_EXPORTER_OTLP_COMPRESSION=gzip"),
             "{:?}",
             telemetry.warnings()
+        );
+        telemetry.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_bad_batch_size_is_a_warning_when_spans_are_queued() {
+        let bad = || {
+            BatchConfig::from_lookup(|v| {
+                (v == "OTEL_BSP_MAX_EXPORT_BATCH_SIZE").then(|| "-1".to_owned())
+            })
+        };
+        let mut config = pgline_config::Config::from_vars([("LOG_LEVEL", "info")])
+            .unwrap()
+            .telemetry;
+        // No spans: nothing to say.
+        let mut builder = Telemetry::builder(&config);
+        builder.batch = bad();
+        assert!(builder.build().unwrap().warnings().is_empty());
+        config.otlp_endpoint = Some("http://127.0.0.1:9".to_owned());
+        let mut builder = Telemetry::builder(&config).without_metric_export();
+        builder.batch = bad();
+        let telemetry = builder.build().unwrap();
+        assert_eq!(
+            telemetry.warnings(),
+            [
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=-1 is not a positive whole number; \
+              the default, 2048, is used"
+            ]
         );
         telemetry.shutdown().unwrap();
     }
