@@ -740,59 +740,55 @@ mod tests {
         builder.build().unwrap().shutdown().unwrap();
     }
 
-    #[test]
-    fn compression_asked_for_is_a_warning_the_caller_can_read() {
-        let gzip = || {
-            transport::Transport::from_lookup(|v| {
-                (v == "OTEL_EXPORTER_OTLP_COMPRESSION").then(|| "gzip".to_owned())
-            })
-        };
+    /// The warnings of a telemetry whose builder `set` changes: without
+    /// export, then exporting spans (the collector need not listen).
+    fn warnings_with(set: impl Fn(&mut TelemetryBuilder)) -> (Vec<String>, Vec<String>) {
         let mut config = pgline_config::Config::from_vars([("LOG_LEVEL", "info")])
             .unwrap()
             .telemetry;
-        // Nothing exported: nothing to say.
         let mut builder = Telemetry::builder(&config);
-        builder.transport = gzip();
-        assert!(builder.build().unwrap().warnings().is_empty());
-        // Exported (the collector need not listen for the build).
+        set(&mut builder);
+        let quiet = builder.build().unwrap().warnings().to_vec();
         config.otlp_endpoint = Some("http://127.0.0.1:9".to_owned());
         let mut builder = Telemetry::builder(&config).without_metric_export();
-        builder.transport = gzip();
+        set(&mut builder);
         let telemetry = builder.build().unwrap();
-        assert_eq!(telemetry.warnings().len(), 1, "{:?}", telemetry.warnings());
-        assert!(
-            telemetry.warnings()[0].starts_with("OTEL_EXPORTER_OTLP_COMPRESSION=gzip"),
-            "{:?}",
-            telemetry.warnings()
-        );
+        let exporting = telemetry.warnings().to_vec();
         telemetry.shutdown().unwrap();
+        (quiet, exporting)
+    }
+
+    #[test]
+    fn compression_asked_for_is_a_warning_the_caller_can_read() {
+        let (quiet, exporting) = warnings_with(|builder| {
+            builder.transport = transport::Transport::from_lookup(|v| {
+                (v == "OTEL_EXPORTER_OTLP_COMPRESSION").then(|| "gzip".to_owned())
+            });
+        });
+        // Nothing exported: nothing to say.
+        assert!(quiet.is_empty(), "{quiet:?}");
+        assert_eq!(exporting.len(), 1, "{exporting:?}");
+        assert!(
+            exporting[0].starts_with("OTEL_EXPORTER_OTLP_COMPRESSION=gzip"),
+            "{exporting:?}"
+        );
     }
 
     #[test]
     fn a_bad_batch_size_is_a_warning_when_spans_are_queued() {
-        let bad = || {
-            BatchConfig::from_lookup(|v| {
+        let (quiet, exporting) = warnings_with(|builder| {
+            builder.batch = BatchConfig::from_lookup(|v| {
                 (v == "OTEL_BSP_MAX_EXPORT_BATCH_SIZE").then(|| "-1".to_owned())
-            })
-        };
-        let mut config = pgline_config::Config::from_vars([("LOG_LEVEL", "info")])
-            .unwrap()
-            .telemetry;
+            });
+        });
         // No spans: nothing to say.
-        let mut builder = Telemetry::builder(&config);
-        builder.batch = bad();
-        assert!(builder.build().unwrap().warnings().is_empty());
-        config.otlp_endpoint = Some("http://127.0.0.1:9".to_owned());
-        let mut builder = Telemetry::builder(&config).without_metric_export();
-        builder.batch = bad();
-        let telemetry = builder.build().unwrap();
+        assert!(quiet.is_empty(), "{quiet:?}");
         assert_eq!(
-            telemetry.warnings(),
+            exporting,
             [
                 "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=-1 is not a positive whole number; \
               the default, 2048, is used"
             ]
         );
-        telemetry.shutdown().unwrap();
     }
 }
