@@ -649,19 +649,20 @@ pub(crate) mod tests {
         assert!(queue.flush().is_err());
     }
 
+    /// Keeps the size and the span count of each request.
+    #[derive(Clone, Default)]
+    struct Sizes(Arc<Mutex<Vec<(usize, usize)>>>);
+    impl Sink for Sizes {
+        fn send(&mut self, request: Vec<u8>, spans: usize) -> OTelSdkResult {
+            if let Ok(mut sizes) = self.0.lock() {
+                sizes.push((request.len(), spans));
+            }
+            Ok(())
+        }
+    }
+
     #[test]
     fn big_spans_are_sent_in_requests_a_collector_accepts() {
-        /// Keeps the size and the span count of each request.
-        #[derive(Clone, Default)]
-        struct Sizes(Arc<Mutex<Vec<(usize, usize)>>>);
-        impl Sink for Sizes {
-            fn send(&mut self, request: Vec<u8>, spans: usize) -> OTelSdkResult {
-                if let Ok(mut sizes) = self.0.lock() {
-                    sizes.push((request.len(), spans));
-                }
-                Ok(())
-            }
-        }
         let sizes = Sizes::default();
         let queue = SpanQueue::start(
             sizes.clone(),
@@ -775,18 +776,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_full_batch_goes_out_at_once_in_one_request() {
-        /// The span count of each request.
-        #[derive(Clone, Default)]
-        struct Counts(Arc<Mutex<Vec<usize>>>);
-        impl Sink for Counts {
-            fn send(&mut self, _request: Vec<u8>, spans: usize) -> OTelSdkResult {
-                if let Ok(mut counts) = self.0.lock() {
-                    counts.push(spans);
-                }
-                Ok(())
-            }
-        }
-        let counts = Counts::default();
+        let counts = Sizes::default();
         // The schedule alone would export only after an hour.
         let config = BatchConfig {
             delay: Duration::from_secs(3600),
@@ -805,7 +795,11 @@ pub(crate) mod tests {
         queue.push(db_span("last"));
         let deadline = Instant::now() + Duration::from_secs(30);
         let sent = loop {
-            let sent = counts.0.lock().map(|c| c.clone()).unwrap_or_default();
+            let sent: Vec<usize> = counts
+                .0
+                .lock()
+                .map(|c| c.iter().map(|(_, spans)| *spans).collect())
+                .unwrap_or_default();
             if !sent.is_empty() || Instant::now() > deadline {
                 break sent;
             }
