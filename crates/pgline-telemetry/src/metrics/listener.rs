@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::BoundHistogram;
 use opentelemetry::trace::SpanKind;
 use pgline_core::{PoolEvent, PoolListener};
 
+use super::local::{LocalHistogram, LocalHistograms};
 use super::{POOL_NAME, PoolTimes};
 use crate::traced::queue::What;
 use crate::traced::spans::{self, DbTracer};
@@ -31,25 +31,31 @@ use crate::traced::spans::{self, DbTracer};
 /// pool's background tasks open most connections).
 ///
 /// Cost per event: one histogram record into a histogram bound to the pool's
-/// attributes, plus a span for a long wait or a connect. The listener never
+/// attributes, kept in this thread's buffer until a batch of them goes to
+/// the SDK, plus a span for a long wait or a connect. The listener never
 /// blocks.
 pub struct PoolObserver {
     pool: KeyValue,
     pool_static: &'static str,
-    create_time: BoundHistogram<f64>,
-    wait_time: BoundHistogram<f64>,
-    use_time: BoundHistogram<f64>,
+    create_time: LocalHistogram,
+    wait_time: LocalHistogram,
+    use_time: LocalHistogram,
     tracer: Option<DbTracer>,
 }
 
 impl PoolObserver {
-    pub(crate) fn new(pool_name: String, times: &PoolTimes, tracer: Option<DbTracer>) -> Self {
+    pub(crate) fn new(
+        pool_name: String,
+        times: &PoolTimes,
+        local: &LocalHistograms,
+        tracer: Option<DbTracer>,
+    ) -> Self {
         let pool = [KeyValue::new(POOL_NAME, pool_name)];
         Self {
             pool_static: spans::intern(pool[0].value.as_str().as_ref()),
-            create_time: times.create_time.bind(&pool),
-            wait_time: times.wait_time.bind(&pool),
-            use_time: times.use_time.bind(&pool),
+            create_time: local.add(times.create_time.bind(&pool)),
+            wait_time: local.add(times.wait_time.bind(&pool)),
+            use_time: local.add(times.use_time.bind(&pool)),
             pool: pool[0].clone(),
             tracer,
         }

@@ -4,6 +4,7 @@
 //! and, when export is on, pushed over OTLP.
 
 mod listener;
+pub(crate) mod local;
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::TelemetryError;
 use crate::setup::export::ReportingMetricExporter;
 use crate::traced::spans::DbTracer;
 pub use listener::PoolObserver;
+use local::{LocalHistogram, LocalHistograms};
 
 /// Attribute naming the pool on every pool metric.
 pub(crate) const POOL_NAME: &str = "db.client.connection.pool.name";
@@ -89,6 +91,8 @@ struct Inner {
     registry: prometheus::Registry,
     operation_duration: Histogram<f64>,
     pool_times: PoolTimes,
+    /// The per-thread buffers the hot path records its histograms through.
+    local: LocalHistograms,
     sources: Arc<Sources>,
     /// Database spans, when the telemetry these metrics belong to traces.
     tracer: Option<DbTracer>,
@@ -155,7 +159,8 @@ impl Metrics {
                 .build(),
         );
         let sources = Arc::new(Sources::default());
-        register_observers(&meter, &sources);
+        let local = LocalHistograms::new();
+        register_observers(&meter, &sources, &local);
         let seconds = |name: &'static str, description: &'static str, buckets: &[f64]| {
             meter
                 .f64_histogram(name)
@@ -190,6 +195,7 @@ impl Metrics {
                 },
                 provider,
                 registry,
+                local,
                 sources,
                 tracer,
             }),
@@ -241,6 +247,7 @@ impl Metrics {
         Arc::new(PoolObserver::new(
             pool_name.into(),
             &self.inner.pool_times,
+            &self.inner.local,
             self.inner.tracer.clone(),
         ))
     }
@@ -288,6 +295,16 @@ impl Metrics {
         self.inner.operation_duration.clone()
     }
 
+    /// `histogram` bound to `attributes`, recorded through this thread's
+    /// buffer (for the hot path: see [`local`]).
+    pub(crate) fn local_histogram(
+        &self,
+        histogram: &Histogram<f64>,
+        attributes: &[KeyValue],
+    ) -> LocalHistogram {
+        self.inner.local.add(histogram.bind(attributes))
+    }
+
     /// The database span maker, when tracing is on.
     pub(crate) fn tracer(&self) -> Option<&DbTracer> {
         self.inner.tracer.as_ref()
@@ -312,8 +329,12 @@ impl std::fmt::Debug for Metrics {
 }
 
 /// Registers the instruments whose values are read at collection time.
-fn register_observers(meter: &Meter, sources: &Arc<Sources>) {
+/// The first callback also hands the histogram values the threads still
+/// hold to the SDK: the SDK runs every callback before it reads any
+/// instrument, so each collection sees them.
+fn register_observers(meter: &Meter, sources: &Arc<Sources>, local: &LocalHistograms) {
     let s = sources.clone();
+    let local = local.clone();
     let idle = KeyValue::new("db.client.connection.state", "idle");
     let used = KeyValue::new("db.client.connection.state", "used");
     meter
@@ -321,6 +342,7 @@ fn register_observers(meter: &Meter, sources: &Arc<Sources>) {
         .with_unit("{connection}")
         .with_description("The number of connections that are currently in state described by the state attribute")
         .with_callback(move |o| {
+            local.drain();
             s.each_pool(|name, st| {
                 o.observe(i64::from(st.idle), &[name.clone(), idle.clone()]);
                 o.observe(i64::from(st.in_use), &[name.clone(), used.clone()]);

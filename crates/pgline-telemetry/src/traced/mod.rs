@@ -107,7 +107,7 @@ impl<D: Database> Traced<D> {
     #[must_use]
     pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
         let shared = self.shared_mut();
-        shared.set_duration(metrics.operation_duration());
+        shared.set_duration(metrics);
         shared.tracer = metrics.tracer().cloned();
         self
     }

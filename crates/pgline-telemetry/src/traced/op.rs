@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{BoundHistogram, Histogram};
+use opentelemetry::metrics::Histogram;
 use opentelemetry::trace::SpanKind;
 use pgline_core::DbError;
 
 use super::queue::{self, What};
 use super::spans::{self, DbTracer, Parent, Started};
+use crate::Metrics;
+use crate::metrics::local::LocalHistogram;
 use crate::sql::{self, QueryText};
 
 /// Target of the per-statement log lines (duration at debug, slow at warn).
@@ -52,7 +54,7 @@ pub(crate) struct Shared {
     /// The same histogram bound to each operation's attributes without
     /// `error.type`, indexed by [`OpIndex`]: a successful operation records
     /// without looking its attributes up.
-    duration_ok: Option<Arc<[BoundHistogram<f64>]>>,
+    duration_ok: Option<Arc<[LocalHistogram]>>,
     /// Spans, when tracing is on.
     pub(crate) tracer: Option<DbTracer>,
     /// `db.system.name` and `db.namespace`, for the duration metric.
@@ -97,10 +99,11 @@ impl Shared {
         self.tracer.as_ref().or_else(|| spans::global())
     }
 
-    /// Records operation durations in `histogram`.
-    pub(crate) fn set_duration(&mut self, histogram: Histogram<f64>) {
+    /// Records operation durations in `metrics`' duration histogram.
+    pub(crate) fn set_duration(&mut self, metrics: &Metrics) {
+        let histogram = metrics.operation_duration();
         let bound = (0..=TRANSACTION_INDEX)
-            .map(|op| histogram.bind(&self.duration_attributes(op, None)))
+            .map(|op| metrics.local_histogram(&histogram, &self.duration_attributes(op, None)))
             .collect();
         self.duration_ok = Some(bound);
         self.duration = Some(histogram);
