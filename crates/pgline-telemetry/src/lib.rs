@@ -55,6 +55,7 @@
 
 mod error;
 mod metrics;
+mod per_thread;
 mod propagation;
 mod setup;
 mod sql;

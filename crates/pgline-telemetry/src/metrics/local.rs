@@ -160,21 +160,10 @@ impl LocalHistogram {
         // the value then goes to the SDK at once.
         let kept = LOCAL.try_with(|local| {
             let mut local = local.borrow_mut();
-            let buffer = match local.iter().find(|(id, _)| *id == inner.id) {
-                Some((_, buffer)) => buffer,
-                None => {
-                    let buffer = Arc::new(Buffer::default());
-                    inner
-                        .buffers
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(Arc::clone(&buffer));
-                    // Forget the buffers of histograms that are gone.
-                    local.retain(|(_, b)| !b.closed.load(Ordering::Relaxed));
-                    local.push((inner.id, buffer));
-                    &local[local.len() - 1].1
-                }
-            };
+            // Forget the buffers of histograms that are gone.
+            let buffer = crate::per_thread::buffer(&mut local, inner.id, &inner.buffers, |b| {
+                b.closed.load(Ordering::Relaxed)
+            });
             let mut values = buffer.lock();
             values.push((self.slot, value));
             if values.len() >= FLUSH_AT {

@@ -340,21 +340,10 @@ impl SpanQueue {
         // `try_with`: a span may end while its thread is tearing down.
         let full = LOCAL.try_with(|local| {
             let mut local = local.borrow_mut();
-            let buffer = match local.iter().find(|(id, _)| *id == inner.id) {
-                Some((_, buffer)) => buffer,
-                None => {
-                    let buffer = Arc::new(Buffer::default());
-                    inner
-                        .buffers
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(Arc::clone(&buffer));
-                    // Forget the buffers of queues that have shut down.
-                    local.retain(|(_, b)| Arc::strong_count(b) > 1);
-                    local.push((inner.id, buffer));
-                    &local[local.len() - 1].1
-                }
-            };
+            // Forget the buffers of queues that have shut down.
+            let buffer = crate::per_thread::buffer(&mut local, inner.id, &inner.buffers, |b| {
+                Arc::strong_count(b) == 1
+            });
             let mut records = buffer.lock();
             if records.len() >= inner.max_queue {
                 inner.dropped.fetch_add(1, Ordering::Relaxed);
