@@ -20,7 +20,7 @@
 //! as it would without the buffers.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use opentelemetry::metrics::BoundHistogram;
@@ -32,9 +32,6 @@ pub(crate) const FLUSH_AT: usize = 256;
 #[derive(Default)]
 struct Buffer {
     values: Mutex<Vec<(u32, f64)>>,
-    /// Set when the [`LocalHistograms`] it belongs to is dropped: the
-    /// thread then forgets the buffer.
-    closed: AtomicBool,
 }
 
 impl Buffer {
@@ -70,19 +67,6 @@ impl Inner {
             if let Some(histogram) = histograms.get(slot as usize) {
                 histogram.record(value);
             }
-        }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        for buffer in self
-            .buffers
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            buffer.closed.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -160,10 +144,7 @@ impl LocalHistogram {
         // the value then goes to the SDK at once.
         let kept = LOCAL.try_with(|local| {
             let mut local = local.borrow_mut();
-            // Forget the buffers of histograms that are gone.
-            let buffer = crate::per_thread::buffer(&mut local, inner.id, &inner.buffers, |b| {
-                b.closed.load(Ordering::Relaxed)
-            });
+            let buffer = crate::per_thread::buffer(&mut local, inner.id, &inner.buffers);
             let mut values = buffer.lock();
             values.push((self.slot, value));
             if values.len() >= FLUSH_AT {
@@ -233,16 +214,23 @@ mod tests {
         let a = local.add(meter.f64_histogram("a").build().bind(&[]));
         let b = local.add(meter.f64_histogram("b").build().bind(&[]));
         // Fewer than FLUSH_AT on each thread: all of them still buffered.
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
+        // Joined, not scoped: a scoped thread counts as finished before its
+        // thread-locals (its buffer's handle) are dropped; a joined one has
+        // exited.
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (a, b) = (a.clone(), b.clone());
+                std::thread::spawn(move || {
                     for _ in 0..10 {
                         a.record(1.0);
                         b.record(0.5);
                     }
-                });
-            }
-        });
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
         for _ in 0..3 {
             a.record(2.0);
         }

@@ -340,10 +340,7 @@ impl SpanQueue {
         // `try_with`: a span may end while its thread is tearing down.
         let full = LOCAL.try_with(|local| {
             let mut local = local.borrow_mut();
-            // Forget the buffers of queues that have shut down.
-            let buffer = crate::per_thread::buffer(&mut local, inner.id, &inner.buffers, |b| {
-                Arc::strong_count(b) == 1
-            });
+            let buffer = crate::per_thread::buffer(&mut local, inner.id, &inner.buffers);
             let mut records = buffer.lock();
             if records.len() >= inner.max_queue {
                 inner.dropped.fetch_add(1, Ordering::Relaxed);
